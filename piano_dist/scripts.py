@@ -1,0 +1,34 @@
+"""Load the Lua scripts in ``piano_dist/lua`` and register them with a client.
+
+Each ``.lua`` file starts with a header naming its KEYS and ARGV and the transition it
+performs. Scripts are registered through redis-py (EVALSHA with a fallback to EVAL), so
+a restarted Redis that forgot them costs one extra round trip, not an error.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+
+import redis
+
+
+@lru_cache(maxsize=None)
+def lua_source(name: str) -> str:
+    return resources.files("piano_dist").joinpath("lua", f"{name}.lua").read_text()
+
+
+class ScriptSet:
+    """Lazily registered scripts for one connection: ``scripts.claim(keys=…, args=…)``."""
+
+    def __init__(self, connection: redis.Redis):
+        self._connection = connection
+        self._scripts: dict[str, redis.commands.core.Script] = {}
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        script = self._scripts.get(name)
+        if script is None:
+            script = self._connection.register_script(lua_source(name))
+            self._scripts[name] = script
+        return script
