@@ -57,3 +57,30 @@ class LockTimeoutError(PianoError, TimeoutError):
 
 class EmbeddedRedisError(PianoError, RuntimeError):
     """The embedded Redis server could not be started."""
+
+
+class FencedWriteRejected(PianoError, RuntimeError):
+    """A write carried a fencing token older than the resource's latest grant.
+
+    The writer's lock lease ran out and someone else was granted the resource since;
+    the write was refused so it cannot overwrite the newer holder's work.
+    """
+
+
+class UnknownResourceError(PianoError, KeyError):
+    """A resource id that is not registered."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown resource"
+
+
+class ResourceBusyError(PianoError, RuntimeError):
+    """The resource still has holders or waiters (e.g. on unregister)."""
+
+
+class LockLimitError(PianoError, RuntimeError):
+    """This coordinator already holds ``max_concurrent_locks`` locks."""
+
+
+class ResourceAcquireTimeout(LockTimeoutError, RuntimeError):
+    """``acquire_context`` timed out (also a RuntimeError, as the seed API raised)."""

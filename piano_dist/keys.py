@@ -115,6 +115,36 @@ class Keys:
 
     # --- resources (ResourceCoordinator) --------------------------------------------
     # (section owned by piano_dist.resources)
+    # One resource's lock keys share the ``{resource_id}`` hash tag; the lock_* scripts
+    # derive them from resource_base() (see piano_dist/lua/includes/lock_lib.lua).
+    def resource_base(self, resource_id: str) -> str:
+        return f"{self.prefix}:res:{{{resource_id}}}"
+
+    def resource_fence(self, resource_id: str) -> str:
+        """Latest fencing token granted for the resource (integer string)."""
+        return f"{self.resource_base(resource_id)}:fence"
+
+    def resource_part(self, resource_id: str, part: str) -> str:
+        """holders, locks, writer, queue, waiters, wlease, seq, watchers."""
+        return f"{self.resource_base(resource_id)}:{part}"
+
+    def resource_mailbox(self, resource_id: str, waiter_id: str) -> str:
+        return f"{self.resource_base(resource_id)}:mbox:{waiter_id}"
+
+    @property
+    def resource_registry(self) -> str:
+        """Hash resource_id -> resource type, cluster-wide."""
+        return self._k("res", "registry")
+
+    @property
+    def lock_index(self) -> str:
+        """Hash lock_id -> resource base key, so a lock can be released by id alone."""
+        return self._k("res", "lockindex")
+
+    @property
+    def lock_waitfor(self) -> str:
+        """Hash waiting owner -> JSON {base, waiter, since, ...}: the wait-for edges."""
+        return self._k("res", "waitfor")
 
     # --- agent state and memory (StateCoordinator, memory systems) -------------------
     # (section owned by piano_dist.state / piano_dist.memory)
