@@ -97,9 +97,14 @@ class Keys:
     def paused_modules(self) -> str:
         return self._k("paused")
 
-    def held(self, module: str, level: str) -> str:
+    def held(self, module: str, priority: int) -> str:
         """Tasks of a paused module, set aside in queue order until resume."""
-        return self._k("held", module, level)
+        return self._k("held", module, str(int(priority)))
+
+    @property
+    def delayed(self) -> str:
+        """Tasks waiting out a retry delay, scored by when they may run (ms)."""
+        return self._k("delayed")
 
     # --- workers -------------------------------------------------------------------
     def worker_metrics(self, worker_name: str) -> str:
@@ -148,3 +153,33 @@ class Keys:
 
     # --- agent state and memory (StateCoordinator, memory systems) -------------------
     # (section owned by piano_dist.state / piano_dist.memory)
+    def state_base(self, agent_id: str) -> str:
+        """Common start of one agent's state keys; scripts derive change and snapshot
+        keys from it, so everything of one agent's state shares the ``{agent}`` slot."""
+        return self._k("state", "{" + agent_id + "}")
+
+    def state_key(self, agent_id: str, part: str) -> str:
+        """part: data, versions, meta, pending, log, resolvers, modvers, stats, baseline,
+        scratch, cursors, snapinfo, snapidx."""
+        return f"{self.state_base(agent_id)}:{part}"
+
+    def state_change_prefix(self, agent_id: str) -> str:
+        return f"{self.state_base(agent_id)}:change:"
+
+    def state_snapshot_prefix(self, agent_id: str) -> str:
+        return f"{self.state_base(agent_id)}:snap:"
+
+    def state_channel(self, agent_id: str) -> str:
+        """Pub/sub wake-up published after each applied batch (the stream is the truth)."""
+        return f"{self.state_base(agent_id)}:wake"
+
+    def memory_base(self, agent_id: str, kind: str, name: str) -> str:
+        """Common start of one memory instance's keys; ``{agent}`` keeps them in one slot.
+
+        Scripts derive per-item keys (keyword and adjacency indexes) from this base,
+        so those share the slot too.
+        """
+        return self._k("mem", "{" + agent_id + "}", kind, name)
+
+    def memory_key(self, agent_id: str, kind: str, name: str, part: str) -> str:
+        return f"{self.memory_base(agent_id, kind, name)}:{part}"

@@ -6,15 +6,24 @@ a restarted Redis that forgot them costs one extra round trip, not an error.
 """
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from importlib import resources
 
 import redis
 
 
+_INCLUDE = re.compile(r"^--!include (\w+)\s*$", re.MULTILINE)
+
+
+def _read(*parts: str) -> str:
+    return resources.files("piano_dist").joinpath("lua", *parts).read_text()
+
+
 @lru_cache(maxsize=None)
 def lua_source(name: str) -> str:
-    return resources.files("piano_dist").joinpath("lua", f"{name}.lua").read_text()
+    """A script's text with its ``--!include NAME`` lines replaced by lua/includes/NAME.lua."""
+    return _INCLUDE.sub(lambda m: _read("includes", f"{m.group(1)}.lua"), _read(f"{name}.lua"))
 
 
 class ScriptSet:

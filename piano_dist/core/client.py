@@ -1,0 +1,383 @@
+"""TaskClient: submit, inspect, wait for and cancel tasks. No execution happens here.
+
+The manager composes it; the CLI uses it directly. Every state change is one Lua
+script (see piano_dist/lua/task_*.lua), so a refused submission stores nothing.
+"""
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable
+
+import redis
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from ..config import Timing
+from ..errors import (QueueFullError, SecurityError, TaskFailedError, TaskTimeoutError,
+                      UnknownTaskError)
+from ..keys import PRIORITY_LEVELS, Keys
+from ..scripts import ScriptSet
+from ..security import SecurityValidator
+from .events import EventBus
+from .registry import ModuleRegistry
+from .runtime import FUNC_NAME
+from .types import Priority, TaskStatus
+
+_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+_STATUS_FIELDS = ("piano_status", "piano_module", "piano_method", "piano_priority", "created_at",
+                  "started_at", "ended_at", "worker_name", "piano_result", "piano_error",
+                  "piano_attempts", "piano_wait_reason", "piano_timeout", "piano_agent",
+                  "piano_cancel", "piano_last_loss")
+
+
+@dataclass
+class TaskSpec:
+    """One task to submit (``submit_many`` takes these, or dicts with the same keys)."""
+
+    module_name: str
+    method_name: str = "run"
+    args: tuple = ()
+    kwargs: dict | None = None
+    priority: Any = Priority.NORMAL
+    dependencies: Iterable[str] | None = None
+    callback: Callable | None = None
+    timeout: float | None = None
+    allow_failure: Iterable[str] | None = None
+    retries: int = 0
+    retry_delay: float = 0.0
+    max_attempts: int | None = None
+    agent_id: str | None = None
+    task_id: str | None = None
+
+    @classmethod
+    def coerce(cls, spec: Any, position: int) -> "TaskSpec":
+        if isinstance(spec, TaskSpec):
+            return spec
+        if isinstance(spec, dict):
+            unknown = set(spec) - set(cls.__dataclass_fields__)
+            if unknown:
+                raise ValueError(f"task spec #{position} has unknown keys: {', '.join(sorted(unknown))}")
+            if "module_name" not in spec:
+                raise ValueError(f"task spec #{position} needs a module_name")
+            return cls(**spec)
+        raise TypeError(f"task spec #{position} must be a TaskSpec or dict, not {type(spec).__name__}")
+
+
+@dataclass
+class PreparedTask:
+    task_id: str
+    queue_name: str
+    fields: dict
+    parents: list = field(default_factory=list)
+    tolerated: list = field(default_factory=list)
+    callback: Callable | None = None
+
+
+def _iso_to_epoch(raw: bytes | None) -> float | None:
+    if not raw:
+        return None
+    text = raw.decode()
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
+    except ValueError:
+        return None
+
+
+class TaskClient:
+    def __init__(self, connection: redis.Redis, keys: Keys | None = None, max_queue_size: int = 0,
+                 task_timeout: float | None = None, timing: Timing | None = None):
+        self.connection = connection
+        self.keys = keys or Keys()
+        self.max_queue_size = max_queue_size
+        self.task_timeout = task_timeout
+        self.timing = timing or Timing()
+        self.scripts = ScriptSet(connection)
+        self.registry = ModuleRegistry(connection, self.keys)
+        self.events = EventBus(connection, self.keys)
+        self.events.task_callback_resolver = self._terminal_status
+        self.queue_names = self.keys.queue_names
+
+    # --- submission ---------------------------------------------------------------
+    def _prepare(self, spec: TaskSpec) -> PreparedTask:
+        registration = self.registry.require(spec.module_name)
+        method = self.registry.check_method(registration, spec.method_name)
+        args, kwargs = SecurityValidator.validate_execution_args(spec.args, spec.kwargs)
+        try:
+            priority = Priority.parse(spec.priority)
+        except ValueError as exc:
+            raise SecurityError(str(exc)) from None
+        parents = self._check_ids(spec.dependencies, "dependencies")
+        tolerated = self._check_ids(spec.allow_failure, "allow_failure")
+        stray = set(tolerated) - set(parents)
+        if stray:
+            raise SecurityError(f"allow_failure names tasks that are not dependencies: {', '.join(sorted(stray))}")
+        timeout = spec.timeout if spec.timeout is not None else self.task_timeout
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                    or not timeout > 0):
+            raise SecurityError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        for name in ("retries", "max_attempts"):
+            value = getattr(spec, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0
+                                      or (name == "max_attempts" and value < 1)):
+                raise SecurityError(f"{name} must be a {'positive' if name == 'max_attempts' else 'non-negative'} "
+                                    f"integer, not {value!r}")
+        if isinstance(spec.retry_delay, bool) or not isinstance(spec.retry_delay, (int, float)) or spec.retry_delay < 0:
+            raise SecurityError(f"retry_delay must be a non-negative number of seconds, not {spec.retry_delay!r}")
+        if spec.callback is not None and not callable(spec.callback):
+            raise SecurityError(f"callback must be callable, not {type(spec.callback).__name__}")
+        task_id = spec.task_id or f"{_ID_UNSAFE.sub('_', spec.module_name)[:40]}_{method}_{uuid.uuid4().hex[:16]}"
+        if not isinstance(task_id, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,128}", task_id):
+            raise SecurityError(f"task id {task_id!r} is invalid: use 1-128 letters, digits, '_' or '-'")
+        queue_name = self.keys.queue_name(priority.level)
+        job = Job.create(
+            FUNC_NAME, args=[spec.module_name, method, *args], kwargs=kwargs,
+            connection=self.connection, id=task_id, origin=queue_name, serializer=JSONSerializer,
+            description=f"{spec.module_name}.{method}", timeout=int(timeout) + 1 if timeout else None,
+            result_ttl=self.timing.result_ttl,
+            meta={"module": spec.module_name, "method": method, "priority": priority.name.lower(),
+                  "agent": spec.agent_id or registration.agent_id},
+        )
+        fields = job.to_dict()
+        fields.update({
+            "piano_module": spec.module_name,
+            "piano_method": method,
+            "piano_priority": int(priority),
+            "piano_payload": json.dumps([args, kwargs]),
+            "piano_timeout": "" if timeout is None else repr(float(timeout)),
+            "piano_agent": spec.agent_id or registration.agent_id or "",
+            "piano_retries_left": spec.retries or 0,
+            "piano_retry_delay": spec.retry_delay or 0,
+            "piano_max_attempts": spec.max_attempts or self.timing.max_attempts,
+            "piano_attempts": 0,
+        })
+        if tolerated:
+            fields["piano_allow_failure"] = json.dumps(tolerated)
+        fields = {k: v for k, v in fields.items() if v is not None}
+        return PreparedTask(task_id, queue_name, fields, parents, tolerated, spec.callback)
+
+    @staticmethod
+    def _check_ids(ids: Any, what: str) -> list[str]:
+        if ids is None:
+            return []
+        if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+            raise SecurityError(f"{what} must be a set or list of task ids, not {type(ids).__name__}")
+        out = []
+        for item in ids:
+            if not isinstance(item, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,128}", item):
+                raise SecurityError(f"{what} contains an invalid task id {item!r}")
+            if item not in out:
+                out.append(item)
+        return out
+
+    def _script_args(self, task: PreparedTask, limit: int) -> tuple[list, list]:
+        flat: list = []
+        for k, v in task.fields.items():
+            flat.extend((k, v))
+        return ([self.keys.rq_job(task.task_id)],
+                [self.keys.prefix, task.task_id, task.queue_name, limit, self.timing.result_ttl,
+                 json.dumps(task.parents), json.dumps(task.tolerated), *flat])
+
+    def _raise_refusal(self, exc: redis.ResponseError, task_id: str) -> None:
+        text = str(exc)
+        if text.startswith("UNKNOWN_DEPENDENCY"):
+            raise UnknownTaskError(f"dependency {text.split(' ', 1)[1]} is not a known task "
+                                   f"(task {task_id} was not submitted)") from None
+        if text.startswith("TASK_EXISTS"):
+            raise SecurityError(f"task id {task_id} already exists") from None
+        if text.startswith("QUEUE_FULL"):
+            backlog = text.split(" ", 1)[1]
+            self.events.publish_overload({"backlog": int(backlog), "limit": self.max_queue_size})
+            raise QueueFullError(f"queue is full: {backlog} tasks waiting, max_queue_size is "
+                                 f"{self.max_queue_size}; task not submitted") from None
+        raise exc
+
+    def submit(self, spec: TaskSpec) -> str:
+        task = self._prepare(spec)
+        if task.callback is not None:
+            self.events.add_task_callback(task.task_id, task.callback)
+        keys, args = self._script_args(task, self.max_queue_size)
+        try:
+            self.scripts.task_submit(keys=keys, args=args)
+        except redis.ResponseError as exc:
+            self.events._task_callbacks.pop(task.task_id, None)
+            self._raise_refusal(exc, task.task_id)
+        return task.task_id
+
+    def submit_many(self, specs: Iterable[Any]) -> list[str]:
+        """Validate every spec first, then submit them all in one pipelined round trip.
+
+        A spec may depend on an earlier spec of the same batch by its id (give
+        ``task_id``). If any spec is invalid, nothing is submitted.
+        """
+        prepared = [self._prepare(TaskSpec.coerce(s, i)) for i, s in enumerate(specs)]
+        if not prepared:
+            return []
+        if self.max_queue_size:
+            backlog = int(self.connection.hget(self.keys.stats, "backlog") or 0)
+            if backlog + len(prepared) > self.max_queue_size:
+                self.events.publish_overload({"backlog": backlog, "limit": self.max_queue_size})
+                raise QueueFullError(
+                    f"queue is full: {backlog} tasks waiting + {len(prepared)} submitted exceeds "
+                    f"max_queue_size {self.max_queue_size}; nothing submitted")
+        ids = [t.task_id for t in prepared]
+        batch = set(ids)
+        known = [p for t in prepared for p in t.parents if p not in batch]
+        if known:
+            with self.connection.pipeline(transaction=False) as pipe:
+                for p in known:
+                    pipe.exists(self.keys.rq_job(p))
+                missing = [p for p, ok in zip(known, pipe.execute()) if not ok]
+            if missing:
+                raise UnknownTaskError(f"dependency {missing[0]} is not a known task; nothing submitted")
+        for t in prepared:
+            if t.callback is not None:
+                self.events.add_task_callback(t.task_id, t.callback)
+        script = self.scripts.task_submit
+        with self.connection.pipeline(transaction=False) as pipe:
+            for t in prepared:
+                keys, args = self._script_args(t, 0)
+                script(keys=keys, args=args, client=pipe)
+            results = pipe.execute(raise_on_error=False)
+        for t, result in zip(prepared, results):
+            if isinstance(result, redis.ResponseError):
+                self._raise_refusal(result, t.task_id)
+        return ids
+
+    # --- inspection ---------------------------------------------------------------
+    def get_status(self, task_id: str) -> dict | None:
+        if not isinstance(task_id, str):
+            return None
+        return self._status_from(task_id, self.connection.hmget(self.keys.rq_job(task_id), _STATUS_FIELDS))
+
+    def get_statuses(self, task_ids: list[str]) -> dict[str, dict | None]:
+        with self.connection.pipeline(transaction=False) as pipe:
+            for task_id in task_ids:
+                pipe.hmget(self.keys.rq_job(task_id), _STATUS_FIELDS)
+            rows = pipe.execute()
+        return {tid: self._status_from(tid, row) for tid, row in zip(task_ids, rows)}
+
+    @staticmethod
+    def _status_from(task_id: str, row: list) -> dict | None:
+        values = dict(zip(_STATUS_FIELDS, row))
+        if values["piano_status"] is None:
+            return None
+        text = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in values.items()}
+        priority = int(text["piano_priority"] or Priority.NORMAL)
+        status = {
+            "task_id": task_id,
+            "status": text["piano_status"],
+            "module": text["piano_module"],
+            "method": text["piano_method"],
+            "priority": Priority(priority).name.lower(),
+            "created_at": _iso_to_epoch(values["created_at"]),
+            "started_at": _iso_to_epoch(values["started_at"]),
+            "ended_at": _iso_to_epoch(values["ended_at"]),
+            "worker": text["worker_name"] or None,
+            "attempts": int(text["piano_attempts"] or 0),
+            "timeout": float(text["piano_timeout"]) if text["piano_timeout"] else None,
+            "agent": text["piano_agent"] or None,
+        }
+        if text["piano_status"] == TaskStatus.COMPLETED.value:
+            status["result"] = json.loads(text["piano_result"]) if text["piano_result"] else None
+        if text["piano_error"] and text["piano_status"] != TaskStatus.COMPLETED.value:
+            status["error"] = text["piano_error"]
+        if text["piano_wait_reason"] and text["piano_status"] in ("queued", "deferred"):
+            status["waiting_because"] = text["piano_wait_reason"]
+        if text["piano_cancel"] == "1" and text["piano_status"] == "running":
+            status["cancel_requested"] = True
+        if text["piano_last_loss"]:
+            status["last_loss"] = text["piano_last_loss"]
+        return status
+
+    def _terminal_status(self, task_id: str) -> dict | None:
+        status = self.get_status(task_id)
+        return status if status and TaskStatus(status["status"]).is_terminal else None
+
+    # --- waiting ------------------------------------------------------------------
+    def wait(self, task_ids: Iterable[str] | str, timeout: float | None = None) -> dict[str, dict]:
+        """Block until every task has ended; return their statuses.
+
+        Raises TaskTimeoutError (naming what is unfinished) after ``timeout`` seconds and
+        UnknownTaskError for an id that does not exist. Wakes on task events, not polling.
+        """
+        ids = [task_ids] if isinstance(task_ids, str) else list(task_ids)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        wake = threading.Event()
+        for tid in ids:
+            self.events.add_waiter(tid, wake)
+        try:
+            while True:
+                wake.clear()
+                statuses = self.get_statuses(ids)
+                missing = [tid for tid, st in statuses.items() if st is None]
+                if missing:
+                    raise UnknownTaskError(f"unknown task id {missing[0]}")
+                unfinished = [tid for tid, st in statuses.items() if not TaskStatus(st["status"]).is_terminal]
+                if not unfinished:
+                    return statuses
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TaskTimeoutError(
+                        f"{len(unfinished)} task(s) unfinished after {timeout}s: {', '.join(unfinished[:5])}")
+                # A bounded wait guards against a message lost while the listener reconnects.
+                wake.wait(timeout=min(remaining, 5.0) if remaining is not None else 5.0)
+        finally:
+            for tid in ids:
+                self.events.remove_waiter(tid, wake)
+
+    def get_result(self, task_id: str, timeout: float | None = None) -> Any:
+        status = self.wait([task_id], timeout)[task_id]
+        if status["status"] != TaskStatus.COMPLETED.value:
+            raise TaskFailedError(task_id, status["status"], status.get("error"))
+        return status.get("result")
+
+    # --- control ------------------------------------------------------------------
+    def cancel(self, task_id: str, reason: str = "cancelled by request") -> bool:
+        if not isinstance(task_id, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,128}", task_id):
+            return False
+        outcome = self.scripts.task_cancel(keys=[self.keys.rq_job(task_id)],
+                                           args=[self.keys.prefix, task_id, self.timing.result_ttl, reason])
+        return bool(outcome)
+
+    def pause_module(self, name: str) -> None:
+        self.registry.require(name)
+        self.connection.sadd(self.keys.paused_modules, name)
+
+    def resume_module(self, name: str) -> int:
+        self.registry.require(name)
+        return self.scripts.module_resume(
+            keys=[self.keys.rq_queue(q) for q in self.queue_names],
+            args=[self.keys.prefix, name, *range(1, len(PRIORITY_LEVELS) + 1)])
+
+    def queued_task_ids(self, module: str | None = None) -> list[str]:
+        """Ids of queued and deferred tasks (optionally of one module), in queue order."""
+        with self.connection.pipeline(transaction=False) as pipe:
+            for q in self.queue_names:
+                pipe.lrange(self.keys.rq_queue(q), 0, -1)
+                pipe.zrange(self.keys.rq_registry("deferred", q), 0, -1)
+            for level in range(1, len(PRIORITY_LEVELS) + 1):
+                pipe.lrange(self.keys.held(module, level), 0, -1) if module else pipe.echo("")
+            rows = pipe.execute()
+        ids = [i.decode() for row in rows if isinstance(row, list) for i in row]
+        if module is None:
+            return ids
+        with self.connection.pipeline(transaction=False) as pipe:
+            for tid in ids:
+                pipe.hget(self.keys.rq_job(tid), "piano_module")
+            modules = pipe.execute()
+        return [tid for tid, m in zip(ids, modules) if m is not None and m.decode() == module]
+
+    def unregister_module(self, name: str) -> int:
+        """Remove a module cluster-wide and cancel its queued and deferred tasks."""
+        self.registry.require(name)
+        ids = self.queued_task_ids(name)
+        self.registry.unregister(name)
+        for tid in ids:
+            self.cancel(tid, f"module {name} was unregistered")
+        return len(ids)

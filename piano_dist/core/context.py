@@ -1,0 +1,44 @@
+"""The running task's context, visible to module code in the executing thread."""
+from __future__ import annotations
+
+import threading
+import time
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+_current: ContextVar["TaskContext | None"] = ContextVar("piano_task_context", default=None)
+
+
+@dataclass
+class TaskContext:
+    task_id: str
+    module_name: str
+    method_name: str
+    attempt: int
+    worker_name: str
+    deadline: float | None  # time.monotonic() value, or None
+    agent_id: str | None = None
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    timed_out: bool = False
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once cancellation was requested (or the deadline passed): stop early."""
+        return self.cancel_event.is_set()
+
+    def remaining(self) -> float | None:
+        return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+
+
+def current_task() -> TaskContext | None:
+    """The context of the task running in this thread, or None outside a task."""
+    return _current.get()
+
+
+def set_current_task(ctx: TaskContext | None):
+    return _current.set(ctx)
+
+
+def reset_current_task(token) -> None:
+    _current.reset(token)

@@ -1,0 +1,347 @@
+"""SlotEngine: claim tasks and run up to N of them at once in threads.
+
+Shared by PianoWorker (a worker process) and the manager's in-process slots.
+Per task: one claim script call (batched across free slots), one finish script call.
+A supervisor thread renews leases, notices cancellation requests, enforces
+deadlines (a timed-out task ends at once and frees its slot even while its thread
+runs on), publishes worker metrics and runs the stalled-task sweep.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import threading
+import time
+import traceback
+from base64 import b64encode
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import redis
+
+from ..config import Timing
+from ..keys import Keys
+from ..scripts import ScriptSet
+from .context import TaskContext, reset_current_task, set_current_task
+from .loader import ModuleLoader, ModuleLoadError
+
+log = logging.getLogger("piano_dist.engine")
+
+
+@dataclass
+class ClaimedTask:
+    task_id: str
+    module: str
+    method: str
+    args: list
+    kwargs: dict
+    timeout: float | None
+    attempt: int
+    origin: str
+    agent_id: str | None
+
+    @classmethod
+    def from_row(cls, row: list) -> "ClaimedTask":
+        text = [v.decode() if isinstance(v, bytes) else v for v in row]
+        args, kwargs = json.loads(text[3]) if text[3] else ([], {})
+        return cls(text[0], text[1], text[2], args, kwargs, float(text[4]) if text[4] else None,
+                   int(text[5]), text[6], text[7] or None)
+
+
+class SlotEngine:
+    def __init__(self, connection: redis.Redis, worker_name: str, queue_names: list[str],
+                 concurrency: int, loader: ModuleLoader, keys: Keys | None = None,
+                 timing: Timing | None = None, on_finished: Callable[[str, str, float], None] | None = None):
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+        self.connection = connection
+        self.worker_name = worker_name
+        self.keys = keys or Keys()
+        self.queue_keys = [self.keys.rq_queue(q) for q in queue_names]
+        self.concurrency = concurrency
+        self.loader = loader
+        self.timing = timing or Timing()
+        self.lease_ms = int(self.timing.lease * 1000)
+        self.scripts = ScriptSet(connection)
+        self.on_finished = on_finished
+        self.active: dict[str, TaskContext] = {}
+        self._threads: dict[str, threading.Thread] = {}
+        self._lock = threading.Lock()
+        self._slot_freed = threading.Condition(self._lock)
+        self._stop_claiming = threading.Event()
+        self._paused = False
+        self._stopped = threading.Event()
+        self._supervisor: threading.Thread | None = None
+        self._dispatcher: threading.Thread | None = None
+        self.peak_threads = 0
+        self.tick_hooks: list[Callable[[], None]] = []
+
+    # --- lifecycle ----------------------------------------------------------------
+    def start(self, burst: bool = False) -> None:
+        """Run in background threads (the manager's in-process slots)."""
+        self._start_supervisor()
+        self._dispatcher = threading.Thread(target=self.dispatch_loop, args=(burst,),
+                                            name=f"piano-dispatch-{self.worker_name}", daemon=True)
+        self._dispatcher.start()
+
+    def _start_supervisor(self) -> None:
+        if self._supervisor is None:
+            self._supervisor = threading.Thread(target=self._supervise, name="piano-supervisor", daemon=True)
+            self._supervisor.start()
+
+    def run(self, burst: bool = False) -> None:
+        """Run in the calling thread until stopped (a worker process's main loop)."""
+        self._start_supervisor()
+        self.dispatch_loop(burst)
+
+    def pause(self) -> None:
+        """Stop claiming new tasks; running ones continue."""
+        self._paused = True
+
+    def resume(self) -> None:
+        with self._slot_freed:
+            self._paused = False
+            self._slot_freed.notify_all()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def request_stop(self) -> None:
+        self._stop_claiming.set()
+        with self._slot_freed:
+            self._slot_freed.notify_all()
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop claiming; let running tasks finish within ``grace`` seconds; give the
+        rest back to their queues so another worker runs them."""
+        self.request_stop()
+        if self._dispatcher is not None and self._dispatcher is not threading.current_thread():
+            self._dispatcher.join(timeout=5)
+        self.drain(grace)
+        self._stopped.set()
+        if self._supervisor is not None:
+            self._supervisor.join(timeout=5)
+
+    def drain(self, grace: float) -> None:
+        deadline = time.monotonic() + grace
+        with self._slot_freed:
+            while self.active and time.monotonic() < deadline:
+                self._slot_freed.wait(timeout=max(0.0, min(0.5, deadline - time.monotonic())))
+            leftover = list(self.active.values())
+        for ctx in leftover:
+            self._release(ctx, f"worker {self.worker_name} shut down before the task finished")
+
+    # --- claiming -----------------------------------------------------------------
+    def dispatch_loop(self, burst: bool = False) -> None:
+        blocking = self.connection  # BLPOP takes a pooled connection of its own
+        backoff = 0.5
+        while not self._stop_claiming.is_set():
+            with self._slot_freed:
+                while ((len(self.active) >= self.concurrency or self._paused)
+                       and not self._stop_claiming.is_set()):
+                    self._slot_freed.wait(timeout=1.0)
+                free = self.concurrency - len(self.active)
+            if self._stop_claiming.is_set():
+                break
+            try:
+                rows = self.scripts.task_claim(
+                    keys=self.queue_keys,
+                    args=[self.keys.prefix, self.worker_name, self.lease_ms, free,
+                          json.dumps(self.loader.unloadable()), 100])
+                backoff = 0.5
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                self._redis_down(exc, backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            if rows:
+                for row in rows:
+                    self._launch(ClaimedTask.from_row(row))
+                continue
+            if burst:
+                with self._lock:
+                    idle = not self.active
+                if idle:
+                    break
+                with self._slot_freed:
+                    self._slot_freed.wait(timeout=0.2)
+                continue
+            try:
+                blocking.blpop([self.keys.wakeup], timeout=1)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                self._redis_down(exc, backoff)
+                backoff = min(backoff * 2, 10.0)
+        if burst:
+            self.drain(grace=float("inf"))
+
+    def _redis_down(self, exc: Exception, backoff: float) -> None:
+        if backoff == 0.5:
+            log.warning("worker %s lost Redis (%s); retrying with backoff", self.worker_name, exc)
+        self._stop_claiming.wait(backoff)
+
+    # --- running ------------------------------------------------------------------
+    def _launch(self, task: ClaimedTask) -> None:
+        deadline = time.monotonic() + task.timeout if task.timeout else None
+        ctx = TaskContext(task.task_id, task.module, task.method, task.attempt, self.worker_name,
+                          deadline, task.agent_id)
+        thread = threading.Thread(target=self._execute, args=(task, ctx), daemon=True,
+                                  name=f"piano-task-{task.task_id}")
+        with self._lock:
+            self.active[task.task_id] = ctx
+            self._threads[task.task_id] = thread
+            self.peak_threads = max(self.peak_threads, len(self.active))
+        thread.start()
+
+    def _execute(self, task: ClaimedTask, ctx: TaskContext) -> None:
+        try:
+            module = self.loader.get(task.module)
+        except ModuleLoadError as exc:
+            log.warning("worker %s cannot load module %s: %s", self.worker_name, task.module, exc)
+            self._release(ctx, f"worker {self.worker_name} cannot load module {task.module}: {exc}")
+            return
+        token = set_current_task(ctx)
+        started = time.monotonic()
+        try:
+            method = getattr(module, task.method)
+            value = method(*task.args, **task.kwargs)
+            outcome, payload = "completed", json.dumps(value)
+        except Exception as exc:  # the module's failure is the task's outcome, not the worker's
+            outcome, payload = "failed", self._describe(exc)
+        finally:
+            reset_current_task(token)
+        elapsed = time.monotonic() - started
+        self._finish(ctx, outcome, payload, elapsed, value if outcome == "completed" else None)
+
+    @staticmethod
+    def _describe(exc: BaseException) -> str:
+        tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
+        return f"{type(exc).__name__}: {exc}\n{''.join(tb[-3:])}"[:8000]
+
+    def _rq_result(self, ctx: TaskContext, outcome: str, payload: str, value: Any) -> str:
+        # RQ's Result stream entry, so `rq`/rq-dashboard show the outcome like any job's.
+        entry: dict[str, Any] = {"worker_name": self.worker_name, "execution_id": str(ctx.attempt)}
+        if outcome == "completed":
+            entry["type"] = 1
+            if value is not None:
+                entry["return_value"] = b64encode(payload.encode()).decode()
+        else:
+            import zlib
+
+            entry["type"] = 2
+            entry["exc_string"] = b64encode(zlib.compress(payload.encode())).decode()
+        return json.dumps(entry)
+
+    def _finish(self, ctx: TaskContext, outcome: str, payload: str, elapsed: float, value: Any = None,
+                free_slot: bool = True) -> None:
+        args = [self.keys.prefix, ctx.task_id, self.worker_name, ctx.attempt, outcome, payload,
+                self.timing.result_ttl, int(elapsed * 1000), self._rq_result(ctx, outcome, payload, value)]
+        result = None
+        delay = 0.2
+        while result is None:
+            try:
+                result = self.scripts.task_finish(keys=[self.keys.rq_job(ctx.task_id)], args=args)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                # The outcome must not be lost: keep trying until Redis is back. The lease
+                # may lapse meanwhile; then the finish is refused and the task re-runs.
+                log.warning("could not record outcome of %s (%s); retrying", ctx.task_id, exc)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        final = result[0].decode() if isinstance(result[0], bytes) else result[0]
+        if final == "refused":
+            if not ctx.timed_out:
+                log.info("outcome of %s discarded: the task is no longer this run's (%s)",
+                         ctx.task_id, result[1].decode() if isinstance(result[1], bytes) else result[1])
+            else:
+                log.info("late result of timed-out task %s discarded", ctx.task_id)
+        if free_slot:
+            self._free(ctx)
+        if self.on_finished and final != "refused":
+            self.on_finished(ctx.module_name, final, elapsed)
+
+    def _free(self, ctx: TaskContext) -> None:
+        with self._slot_freed:
+            if self.active.get(ctx.task_id) is ctx:
+                del self.active[ctx.task_id]
+                self._threads.pop(ctx.task_id, None)
+            self._slot_freed.notify_all()
+
+    def _release(self, ctx: TaskContext, why: str) -> None:
+        try:
+            self.scripts.task_release(keys=[self.keys.rq_job(ctx.task_id)],
+                                      args=[self.keys.prefix, ctx.task_id, self.worker_name, ctx.attempt,
+                                            why, self.timing.result_ttl])
+        except redis.RedisError as exc:
+            log.warning("could not give back %s (%s); its lease will expire and it will re-run",
+                        ctx.task_id, exc)
+        self._free(ctx)
+
+    # --- supervision --------------------------------------------------------------
+    def _supervise(self) -> None:
+        tick = min(0.5, self.timing.lease / 4)
+        last_sweep = last_metrics = 0.0
+        while not self._stopped.is_set():
+            now = time.monotonic()
+            try:
+                self._enforce_deadlines(now)
+                self._renew()
+                if now - last_metrics > 2.0:
+                    self.publish_metrics()
+                    for hook in self.tick_hooks:
+                        hook()
+                    last_metrics = now
+                if now - last_sweep > self.timing.stalled_check_interval:
+                    self.sweep()
+                    last_sweep = now
+            except (redis.ConnectionError, redis.TimeoutError):
+                pass  # the dispatcher logs outages; leases resume when Redis returns
+            except Exception:
+                log.exception("supervisor tick failed")
+            self._stopped.wait(self._next_wait(tick))
+
+    def _next_wait(self, tick: float) -> float:
+        with self._lock:
+            deadlines = [c.deadline for c in self.active.values() if c.deadline and not c.timed_out]
+        if not deadlines:
+            return tick
+        return max(0.005, min(tick, min(deadlines) - time.monotonic()))
+
+    def _enforce_deadlines(self, now: float) -> None:
+        with self._lock:
+            expired = [c for c in self.active.values() if c.deadline and not c.timed_out and c.deadline <= now]
+        for ctx in expired:
+            ctx.timed_out = True
+            ctx.cancel_event.set()
+            timeout = ctx.deadline - ctx.started if ctx.deadline else 0
+            self._finish(ctx, "timed_out", f"exceeded its timeout of {timeout:.3g}s", now - ctx.started)
+
+    def _renew(self) -> None:
+        with self._lock:
+            running = [c for c in self.active.values() if not c.timed_out]
+        if not running:
+            return
+        args: list = [self.keys.prefix, self.worker_name, self.lease_ms]
+        for ctx in running:
+            args.extend((ctx.task_id, ctx.attempt))
+        flags = self.scripts.task_renew(keys=[self.keys.running], args=args)
+        for ctx, flag in zip(running, flags):
+            if flag == 1 and not ctx.cancel_event.is_set():
+                ctx.cancel_event.set()
+
+    def sweep(self, force: bool = False) -> list[int]:
+        return self.scripts.task_sweep(
+            keys=[self.keys.stalled_sweep_gate],
+            args=[self.keys.prefix, int(self.timing.stalled_check_interval * 1000), self.timing.max_attempts,
+                  self.timing.result_ttl, 500, "force" if force else ""])
+
+    def publish_metrics(self) -> None:
+        with self._lock:
+            load = len(self.active) / self.concurrency
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        key = self.keys.worker_metrics(self.worker_name)
+        with self.connection.pipeline(transaction=False) as pipe:
+            pipe.hset(key, mapping={"slots": self.concurrency, "running": len(self.active),
+                                    "current_load": round(load, 3), "peak_memory_usage": rss,
+                                    "peak_thread_count": self.peak_threads, "heartbeat": time.time()})
+            pipe.expire(key, 3600)
+            pipe.execute()

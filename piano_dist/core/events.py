@@ -1,0 +1,185 @@
+"""Task events travelling through Redis pub/sub, dispatched to local callbacks.
+
+Every transition script PUBLISHes a small JSON message on ``<prefix>:events``. One
+listener thread per process turns them into the seed's callbacks and wakes local
+waiters. Pub/sub is fire-and-forget, so after a reconnect the listener asks every
+waiter to re-read statuses from Redis: a wait never hangs on a lost message.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import defaultdict
+from typing import Any, Callable
+
+import redis
+
+from ..keys import Keys
+
+log = logging.getLogger(__name__)
+
+EVENT_NAMES = ("module_started", "module_completed", "module_error", "task_queued",
+               "task_completed", "system_overload")
+
+
+class EventBus:
+    def __init__(self, connection: redis.Redis, keys: Keys):
+        self.connection = connection
+        self.keys = keys
+        self._callbacks: dict[str, list[Callable]] = defaultdict(list)
+        self._task_callbacks: dict[str, Callable] = {}
+        self._waiters: dict[str, set[threading.Event]] = defaultdict(set)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._subscribed = threading.Event()
+        self.task_callback_resolver: Callable[[str], dict | None] | None = None
+
+    # --- registration -----------------------------------------------------------
+    def add_callback(self, event: str, fn: Callable) -> None:
+        if event not in EVENT_NAMES:
+            raise ValueError(f"unknown event {event!r}; events: {', '.join(EVENT_NAMES)}")
+        if not callable(fn):
+            raise TypeError(f"callback for {event!r} must be callable, not {type(fn).__name__}")
+        with self._lock:
+            self._callbacks[event].append(fn)
+        self.start()
+
+    def remove_callback(self, event: str, fn: Callable) -> bool:
+        with self._lock:
+            try:
+                self._callbacks[event].remove(fn)
+                return True
+            except ValueError:
+                return False
+
+    def add_task_callback(self, task_id: str, fn: Callable) -> None:
+        with self._lock:
+            self._task_callbacks[task_id] = fn
+        self.start()
+
+    def add_waiter(self, task_id: str, event: threading.Event) -> None:
+        with self._lock:
+            self._waiters[task_id].add(event)
+        self.start()
+
+    def remove_waiter(self, task_id: str, event: threading.Event) -> None:
+        with self._lock:
+            waiters = self._waiters.get(task_id)
+            if waiters:
+                waiters.discard(event)
+                if not waiters:
+                    del self._waiters[task_id]
+
+    # --- listener ----------------------------------------------------------------
+    def start(self, wait: bool = True) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._stop.clear()
+                self._thread = threading.Thread(target=self._listen, name="piano-events", daemon=True)
+                self._thread.start()
+        if wait:
+            self._subscribed.wait(timeout=5)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _listen(self) -> None:
+        backoff = 0.1
+        while not self._stop.is_set():
+            pubsub = self.connection.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(self.keys.events_channel)
+                self._subscribed.set()
+                self._resync()
+                backoff = 0.1
+                while not self._stop.is_set():
+                    message = pubsub.get_message(timeout=0.5)
+                    if message is not None:
+                        self._dispatch(message["data"])
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                self._subscribed.clear()
+                if backoff == 0.1:
+                    log.warning("event listener lost Redis (%s); reconnecting", exc)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                try:
+                    pubsub.close()
+                except Exception:  # closing a broken connection may raise; nothing to keep
+                    pass
+
+    def _resync(self) -> None:
+        """After (re)subscribing, messages may have been missed: let waiters re-check and
+        settle task callbacks whose tasks already ended."""
+        with self._lock:
+            waiters = [e for events in self._waiters.values() for e in events]
+            pending = list(self._task_callbacks)
+        for event in waiters:
+            event.set()
+        if self.task_callback_resolver:
+            for task_id in pending:
+                status = self.task_callback_resolver(task_id)
+                if status is not None:
+                    self._fire_task_callback(task_id, status)
+
+    def _dispatch(self, raw: bytes) -> None:
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            log.warning("ignoring malformed event %r", raw[:200])
+            return
+        kind, task_id = message.get("e"), message.get("id")
+        if kind == "queued":
+            from .types import ModuleTask
+
+            self.fire("task_queued", ModuleTask(task_id=task_id, module_name=message.get("module") or ""))
+        elif kind == "started":
+            self.fire("module_started", task_id, message.get("module"))
+        elif kind == "finished":
+            status = message.get("status")
+            success = status == "completed"
+            if success:
+                self.fire("module_completed", task_id, message.get("module"))
+            else:
+                self.fire("module_error", task_id, message.get("module"), message.get("error"))
+            self.fire("task_completed", task_id, success)
+            self._wake(task_id)
+            if task_id in self._task_callbacks and self.task_callback_resolver:
+                resolved = self.task_callback_resolver(task_id)
+                if resolved is not None:
+                    self._fire_task_callback(task_id, resolved)
+        elif kind == "overload":
+            self.fire("system_overload")
+
+    def _wake(self, task_id: str) -> None:
+        with self._lock:
+            waiters = list(self._waiters.get(task_id, ()))
+        for event in waiters:
+            event.set()
+
+    def _fire_task_callback(self, task_id: str, status: dict) -> None:
+        with self._lock:
+            fn = self._task_callbacks.pop(task_id, None)
+        if fn is not None:
+            self._call(fn, status)
+
+    def fire(self, event: str, *args: Any) -> None:
+        with self._lock:
+            callbacks = list(self._callbacks.get(event, ()))
+        for fn in callbacks:
+            self._call(fn, *args)
+
+    @staticmethod
+    def _call(fn: Callable, *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("event callback %r raised", fn)
+
+    def publish_overload(self, detail: dict) -> None:
+        self.connection.publish(self.keys.events_channel, json.dumps({"e": "overload", **detail}))

@@ -1,0 +1,163 @@
+"""ModuleExecutor: the manager's in-process execution slots, and cluster-wide metrics.
+
+With ``max_workers > 0`` the manager runs this many slots in its own process, on the
+same queues as the worker processes, using the module instances it registered. The
+slots register as an RQ worker, so ``rq info`` and the dashboard list them.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import redis
+
+from .config import Timing
+from .connection import get_connection
+from .core.types import ExecutorMetrics
+from .keys import Keys
+
+
+class ModuleExecutor:
+    def __init__(self, max_workers: int = 4, max_queue_size: int = 100, enable_monitoring: bool = True,
+                 cleanup_interval: float = 300, *, redis_url: str | None = None,
+                 connection: redis.Redis | None = None, prefix: str | None = None,
+                 local_modules: dict | None = None, name: str | None = None, timing: Timing | None = None):
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 0:
+            raise ValueError(f"max_workers must be a non-negative integer, not {max_workers!r}")
+        self.max_workers = max_workers
+        self.max_queue_size = max_queue_size
+        self.enable_monitoring = enable_monitoring
+        self.cleanup_interval = cleanup_interval
+        self.connection = get_connection(redis_url, connection)
+        self.keys = Keys(prefix)
+        self.timing = timing or Timing()
+        self.local_modules = local_modules if local_modules is not None else {}
+        self._name = name
+        self.worker = None
+        self._started = False
+        self._shutdown = False
+        self._lock = threading.Lock()
+
+    # --- lifecycle ----------------------------------------------------------------
+    def start(self) -> None:
+        """Start the in-process slots (no-op with max_workers=0 or when already started)."""
+        with self._lock:
+            if self._started or self.max_workers == 0 or self._shutdown:
+                return
+            from .workers.piano_worker import PianoWorker, default_worker_name
+
+            self.worker = PianoWorker(connection=self.connection, prefix=self.keys.prefix,
+                                      concurrency=self.max_workers, local_modules=self.local_modules,
+                                      name=self._name or default_worker_name("manager"), timing=self.timing)
+            self.worker.register_birth()
+            self.worker.engine.tick_hooks.append(self.worker._heartbeat_tick)
+            self.worker.engine.start()
+            self._started = True
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Stop claiming, let running tasks finish within ``timeout``, give the rest back."""
+        with self._lock:
+            if self._shutdown:
+                return
+            self._shutdown = True
+            worker = self.worker
+        if worker is not None:
+            worker.engine.stop(grace=timeout)
+            try:
+                worker.register_death()
+            except redis.RedisError:
+                pass  # Redis gone: the worker key expires by itself
+
+    def pause(self) -> None:
+        if self.worker:
+            self.worker.engine.pause()
+
+    def resume(self) -> None:
+        if self.worker:
+            self.worker.engine.resume()
+
+    def is_paused(self) -> bool:
+        return bool(self.worker and self.worker.engine.paused)
+
+    @property
+    def name(self) -> str | None:
+        return self.worker.name if self.worker else None
+
+    # --- figures ------------------------------------------------------------------
+    def get_active_task_count(self) -> int:
+        return len(self.worker.engine.active) if self.worker else 0
+
+    def get_queue_size(self) -> int:
+        return int(self.connection.hget(self.keys.stats, "backlog") or 0)
+
+    def get_metrics(self) -> ExecutorMetrics:
+        """Cluster-wide: every worker process's executions, and the peak memory of live ones."""
+        stats = {k.decode(): int(v) for k, v in self.connection.hgetall(self.keys.stats).items()}
+        workers = self.worker_metrics()
+        executed = stats.get("tasks_executed", 0)
+        total_s = stats.get("execution_ms", 0) / 1000.0
+        slots = sum(w.get("slots", 0) for w in workers) or 1
+        return ExecutorMetrics(
+            tasks_executed=executed,
+            tasks_failed=stats.get("failed", 0),
+            tasks_timed_out=stats.get("timed_out", 0),
+            total_execution_time=total_s,
+            average_execution_time=total_s / executed if executed else 0.0,
+            peak_memory_usage=max((w.get("peak_memory_usage", 0) for w in workers), default=0),
+            peak_thread_count=max((w.get("peak_thread_count", 0) for w in workers), default=0),
+            current_load=sum(w.get("running", 0) for w in workers) / slots,
+            last_cleanup=None,
+        )
+
+    def worker_metrics(self) -> list[dict[str, Any]]:
+        names = [k.decode()[len(self.keys.worker_metrics_prefix):-len(":metrics")]
+                 for k in self.connection.scan_iter(match=self.keys.worker_metrics("*"), count=1000)]
+        with self.connection.pipeline(transaction=False) as pipe:
+            for n in names:
+                pipe.hgetall(self.keys.worker_metrics(n))
+            rows = pipe.execute()
+        out = []
+        now = time.time()
+        for name, row in zip(names, rows):
+            data = {k.decode(): v.decode() for k, v in row.items()}
+            if not data or now - float(data.get("heartbeat", 0)) > 30:
+                continue  # a dead worker's figures still count in the totals, not in the live view
+            out.append({"name": name, "slots": int(data.get("slots", 0)), "running": int(data.get("running", 0)),
+                        "current_load": float(data.get("current_load", 0)),
+                        "peak_memory_usage": int(data.get("peak_memory_usage", 0)),
+                        "peak_thread_count": int(data.get("peak_thread_count", 0)),
+                        "tasks_executed": int(data.get("tasks_executed", 0)),
+                        "tasks_failed": int(data.get("tasks_failed", 0)),
+                        "tasks_timed_out": int(data.get("tasks_timed_out", 0))})
+        return out
+
+    def get_status_summary(self) -> dict[str, Any]:
+        metrics = self.get_metrics()
+        return {
+            "max_workers": self.max_workers,
+            "active_tasks": self.get_active_task_count(),
+            "queue_size": self.get_queue_size(),
+            "is_paused": self.is_paused(),
+            "is_shutdown": self._shutdown,
+            "thread_count": threading.active_count(),
+            "metrics": {
+                "tasks_executed": metrics.tasks_executed,
+                "tasks_failed": metrics.tasks_failed,
+                "tasks_timed_out": metrics.tasks_timed_out,
+                "current_load": metrics.current_load,
+                "peak_memory_mb": metrics.peak_memory_usage / 1024 / 1024,
+                "peak_threads": metrics.peak_thread_count,
+            },
+        }
+
+    def get_thread_info(self) -> dict[str, Any]:
+        return {"max_workers": self.max_workers, "active_threads": self.get_active_task_count(),
+                "process_threads": threading.active_count()}
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.shutdown()

@@ -1,0 +1,144 @@
+--[[
+  Shared helpers for the task scripts (included by `--!include task_common`).
+
+  Conventions every including script follows:
+    ARGV[1]  piano key prefix (e.g. "piano"); piano keys are P .. ":" .. ...
+    Task hashes are RQ job hashes at "rq:job:<id>"; queues "rq:queue:<origin>";
+    RQ registries "rq:<kind>:<origin>".
+  Keys are derived here from ids because a task graph touches tasks that the caller
+  cannot know in advance (children released by a parent's completion).
+]]
+local P = ARGV[1]
+
+local function job_key(id) return 'rq:job:' .. id end
+local function pending_key(id) return P .. ':task:' .. id .. ':pending' end
+local function children_key(id) return P .. ':task:' .. id .. ':children' end
+local STATS = P .. ':stats'
+local RUNNING = P .. ':running'
+local WAKEUP = P .. ':wakeup'
+local EVENTS = P .. ':events'
+-- RQ's registries should never see our running tasks as abandoned: our own lease
+-- sweep handles that, so their "started" score is pushed far into the future.
+local FAR_FUTURE = 4102444800
+
+local RQ_STATUS = {
+  queued = 'queued', deferred = 'deferred', running = 'started', completed = 'finished',
+  failed = 'failed', timed_out = 'failed', dependency_failed = 'failed', cancelled = 'canceled',
+}
+local TERMINAL = {completed = true, failed = true, timed_out = true, dependency_failed = true, cancelled = true}
+local REGISTRY_OF = {
+  completed = 'finished', failed = 'failed', timed_out = 'failed', dependency_failed = 'failed',
+  cancelled = 'canceled',
+}
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- RQ's utcformat ("%Y-%m-%dT%H:%M:%S.%fZ") from epoch milliseconds; Redis Lua has no os.date.
+local function iso(ms)
+  local secs = math.floor(ms / 1000)
+  local days = math.floor(secs / 86400)
+  local rem = secs - days * 86400
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local y = yoe + era * 400
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  if m <= 2 then y = y + 1 end
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%06dZ', y, m, d,
+    math.floor(rem / 3600), math.floor(rem % 3600 / 60), rem % 60, (ms % 1000) * 1000)
+end
+
+local function publish(event, id, fields)
+  fields = fields or {}
+  fields.e = event
+  fields.id = id
+  redis.call('PUBLISH', EVENTS, cjson.encode(fields))
+end
+
+local function wake(n)
+  -- One token per newly runnable task; the cap keeps an unattended list small.
+  for _ = 1, n do redis.call('RPUSH', WAKEUP, '1') end
+  redis.call('LTRIM', WAKEUP, -1000, -1)
+end
+
+-- Put a (new or released) task on its priority queue.
+local function push_queued(id, origin, ts, at_front)
+  local jk = job_key(id)
+  redis.call('HSET', jk, 'status', 'queued', 'piano_status', 'queued', 'enqueued_at', iso(ts))
+  redis.call('ZREM', 'rq:deferred:' .. origin, id)
+  local qkey = 'rq:queue:' .. origin
+  if at_front then redis.call('LPUSH', qkey, id) else redis.call('RPUSH', qkey, id) end
+  redis.call('SADD', 'rq:queues', qkey)
+  publish('queued', id, {module = redis.call('HGET', jk, 'piano_module')})
+  wake(1)
+end
+
+-- Record a terminal outcome on a task that is not running (deferred/queued/running alike).
+local function set_terminal(id, status, error, ts, ttl)
+  local jk = job_key(id)
+  local f = redis.call('HMGET', jk, 'origin', 'piano_status', 'piano_module', 'piano_attempts')
+  local origin, previous, module = f[1], f[2], f[3]
+  redis.call('HSET', jk, 'status', RQ_STATUS[status], 'piano_status', status, 'ended_at', iso(ts))
+  if error then redis.call('HSET', jk, 'piano_error', error) end
+  if previous == 'queued' or previous == 'deferred' then redis.call('HINCRBY', STATS, 'backlog', -1) end
+  if previous == 'running' then
+    redis.call('ZREM', RUNNING, id)
+    redis.call('ZREM', 'rq:wip:' .. origin, id .. ':' .. (f[4] or '0'))
+  end
+  redis.call('ZREM', 'rq:deferred:' .. origin, id)
+  redis.call('ZADD', 'rq:' .. REGISTRY_OF[status] .. ':' .. origin, ts / 1000 + ttl, id)
+  redis.call('HINCRBY', STATS, status, 1)
+  redis.call('DEL', pending_key(id))
+  if ttl > 0 then
+    redis.call('EXPIRE', jk, ttl)
+    redis.call('EXPIRE', children_key(id), ttl)
+  end
+  publish('finished', id, {status = status, module = module, error = error})
+end
+
+local function allows_failure(child_id, parent_id)
+  local raw = redis.call('HGET', job_key(child_id), 'piano_allow_failure')
+  if not raw or raw == '' then return false end
+  for _, p in ipairs(cjson.decode(raw)) do
+    if p == parent_id then return true end
+  end
+  return false
+end
+
+-- A parent reached `status`: release children whose last pending parent it was, and
+-- end every descendant whose edge does not allow the failure as dependency_failed.
+local function settle_children(parent_id, status, reason, ts, ttl)
+  local frontier = {{parent_id, status, reason}}
+  local released = 0
+  while #frontier > 0 do
+    local node = table.remove(frontier, 1)
+    local pid, pstatus, preason = node[1], node[2], node[3]
+    for _, cid in ipairs(redis.call('SMEMBERS', children_key(pid))) do
+      local cstatus = redis.call('HGET', job_key(cid), 'piano_status')
+      if cstatus == 'deferred' then
+        if pstatus == 'completed' or allows_failure(cid, pid) then
+          redis.call('SREM', pending_key(cid), pid)
+          if redis.call('SCARD', pending_key(cid)) == 0 then
+            push_queued(cid, redis.call('HGET', job_key(cid), 'origin'), ts, false)
+            released = released + 1
+          end
+        else
+          local why = preason
+          if pstatus ~= 'dependency_failed' then
+            why = 'dependency ' .. pid .. ' ended ' .. pstatus .. (preason and (': ' .. preason) or '')
+          end
+          set_terminal(cid, 'dependency_failed', why, ts, ttl)
+          table.insert(frontier, {cid, 'dependency_failed', why})
+        end
+      end
+    end
+  end
+  return released
+end

@@ -1,0 +1,33 @@
+--[[
+  Cancel a task. Queued (or held by a paused module) and deferred tasks end
+  cancelled at once and never run; their descendants are settled. A running task
+  gets its cancellation flag: it ends cancelled when its run returns.
+
+  KEYS[1]  rq:job:<id>
+  ARGV[1]  piano key prefix
+  ARGV[2]  task id
+  ARGV[3]  result TTL seconds
+  ARGV[4]  reason text
+
+  Returns "cancelled", "cancelling" (running: flag set), or "" (unknown or finished).
+]]
+--!include task_common
+
+local id, ttl, reason = ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local f = redis.call('HMGET', KEYS[1], 'piano_status', 'origin', 'piano_module', 'piano_priority')
+local status = f[1]
+if not status or TERMINAL[status] then return '' end
+if status == 'running' then
+  redis.call('HSET', KEYS[1], 'piano_cancel', '1')
+  publish('cancel_requested', id, {module = f[3]})
+  return 'cancelling'
+end
+if status == 'queued' then
+  redis.call('LREM', 'rq:queue:' .. f[2], 1, id)
+  redis.call('LREM', P .. ':held:' .. f[3] .. ':' .. f[4], 1, id)
+  redis.call('ZREM', P .. ':delayed', id)
+end
+local ts = now_ms()
+set_terminal(id, 'cancelled', reason, ts, ttl)
+settle_children(id, 'cancelled', reason, ts, ttl)
+return 'cancelled'

@@ -1,0 +1,81 @@
+--[[
+  Record the outcome of a run, if the run still owns the task (same worker and
+  attempt, still running): a late result from a timed-out or re-queued run is refused.
+  A task whose cancellation was requested ends cancelled and its result is dropped.
+  A failed task with retries left goes back to its queue (or to the delayed set).
+  Completion releases children; any other end settles descendants.
+
+  KEYS[1]  rq:job:<id>
+  ARGV[1]  piano key prefix
+  ARGV[2]  task id
+  ARGV[3]  worker name that ran it
+  ARGV[4]  attempt number of that run
+  ARGV[5]  outcome: completed | failed | timed_out
+  ARGV[6]  result as JSON (completed) or error text (failed, timed_out)
+  ARGV[7]  result TTL seconds
+  ARGV[8]  execution time in milliseconds
+  ARGV[9]  RQ result entry as JSON object (fields for rq:results:<id>), or ""
+
+  Returns {final status, released children count} or {"refused", current status}.
+]]
+--!include task_common
+
+local id, worker, attempt = ARGV[2], ARGV[3], ARGV[4]
+local outcome, payload, ttl, exec_ms = ARGV[5], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
+local jk = KEYS[1]
+local f = redis.call('HMGET', jk, 'piano_status', 'worker_name', 'piano_attempts', 'piano_cancel',
+  'piano_retries_left', 'piano_retry_delay', 'origin')
+if f[1] ~= 'running' or f[2] ~= worker or f[3] ~= attempt then
+  return {'refused', f[1] or 'missing'}
+end
+local ts = now_ms()
+local wm = P .. ':worker:' .. worker .. ':metrics'
+redis.call('HINCRBY', wm, 'tasks_executed', 1)
+redis.call('HINCRBY', wm, 'execution_ms', exec_ms)
+redis.call('HINCRBY', STATS, 'tasks_executed', 1)
+redis.call('HINCRBY', STATS, 'execution_ms', exec_ms)
+
+if f[4] == '1' then
+  outcome, payload = 'cancelled', 'cancelled while running'
+end
+
+if outcome == 'failed' then
+  redis.call('HINCRBY', wm, 'tasks_failed', 1)
+  local retries = tonumber(f[5] or '0')
+  if retries > 0 then
+    redis.call('HSET', jk, 'piano_retries_left', retries - 1, 'piano_error', payload)
+    redis.call('ZREM', RUNNING, id)
+    redis.call('ZREM', 'rq:wip:' .. f[7], id .. ':' .. attempt)
+    redis.call('HINCRBY', STATS, 'backlog', 1)
+    redis.call('HINCRBY', STATS, 'retried', 1)
+    local delay = tonumber(f[6] or '0')
+    if delay > 0 then
+      redis.call('HSET', jk, 'status', 'scheduled', 'piano_status', 'queued',
+        'piano_wait_reason', 'retry after ' .. delay .. 's')
+      redis.call('ZADD', P .. ':delayed', ts + delay * 1000, id)
+    else
+      push_queued(id, f[7], ts, false)
+    end
+    return {'retrying', 0}
+  end
+elseif outcome == 'timed_out' then
+  redis.call('HINCRBY', wm, 'tasks_timed_out', 1)
+end
+
+if ARGV[9] ~= '' then
+  local entry, flat = cjson.decode(ARGV[9]), {}
+  for k, v in pairs(entry) do flat[#flat + 1] = k; flat[#flat + 1] = tostring(v) end
+  local rk = 'rq:results:' .. id
+  redis.call('XADD', rk, 'MAXLEN', '10', '*', unpack(flat))
+  if ttl > 0 then redis.call('EXPIRE', rk, ttl) end
+end
+
+local error_text = nil
+if outcome == 'completed' then
+  redis.call('HSET', jk, 'piano_result', payload)
+else
+  error_text = payload
+end
+set_terminal(id, outcome, error_text, ts, ttl)
+local released = settle_children(id, outcome, error_text, ts, ttl)
+return {outcome, released}

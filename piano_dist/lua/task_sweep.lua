@@ -1,0 +1,62 @@
+--[[
+  Periodic recovery, run by any live worker but by at most one per interval
+  (gated by SET NX PX): tasks whose lease expired (their worker died) go back to
+  the front of their queue with an attempt counted, or end failed as abandoned
+  once they have used max attempts; delayed retries whose time has come are queued.
+
+  KEYS[1]  the sweep gate key
+  ARGV[1]  piano key prefix
+  ARGV[2]  gate period in milliseconds
+  ARGV[3]  default max attempts
+  ARGV[4]  result TTL seconds
+  ARGV[5]  max tasks to handle per sweep
+  ARGV[6]  "force" to ignore the gate (tests, operators)
+
+  Returns {requeued, abandoned, delayed released}.
+]]
+--!include task_common
+
+if ARGV[6] ~= 'force' then
+  if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then return {0, 0, 0} end
+end
+local max_default, ttl, limit = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local ts = now_ms()
+local requeued, abandoned, released = 0, 0, 0
+
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', RUNNING, '-inf', ts, 'LIMIT', 0, limit)) do
+  local jk = job_key(id)
+  local f = redis.call('HMGET', jk, 'piano_status', 'piano_attempts', 'piano_max_attempts', 'origin',
+    'worker_name')
+  if f[1] ~= 'running' then
+    redis.call('ZREM', RUNNING, id)
+  else
+    local attempts = tonumber(f[2] or '0')
+    local max_attempts = tonumber(f[3] or '') or max_default
+    local lost = 'worker ' .. (f[5] or '?') .. ' stopped renewing its lease (attempt ' .. attempts .. ')'
+    if attempts >= max_attempts then
+      local why = 'abandoned: ' .. lost .. '; gave up after ' .. attempts .. ' attempts'
+      set_terminal(id, 'failed', why, ts, ttl)
+      settle_children(id, 'failed', why, ts, ttl)
+      abandoned = abandoned + 1
+    else
+      redis.call('ZREM', RUNNING, id)
+      redis.call('ZREM', 'rq:wip:' .. f[4], id .. ':' .. attempts)
+      redis.call('HSET', jk, 'piano_last_loss', lost)
+      redis.call('HINCRBY', STATS, 'backlog', 1)
+      redis.call('HINCRBY', STATS, 'requeued', 1)
+      push_queued(id, f[4], ts, true)
+      requeued = requeued + 1
+    end
+  end
+end
+
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. ':delayed', '-inf', ts, 'LIMIT', 0, limit)) do
+  redis.call('ZREM', P .. ':delayed', id)
+  local f = redis.call('HMGET', job_key(id), 'piano_status', 'origin')
+  if f[1] == 'queued' then
+    redis.call('HDEL', job_key(id), 'piano_wait_reason')
+    push_queued(id, f[2], ts, false)
+    released = released + 1
+  end
+end
+return {requeued, abandoned, released}

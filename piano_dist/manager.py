@@ -1,0 +1,249 @@
+"""ConcurrentModuleManager: the seed's central hub, with tasks as RQ jobs in Redis.
+
+It registers modules cluster-wide, submits tasks to the priority queues, reads their
+status from Redis, relays task events to local callbacks and, with ``max_workers > 0``,
+runs that many execution slots in this process. Worker processes started anywhere
+against the same Redis (``piano-dist worker``) share the work.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any, Callable, Iterable
+
+import redis
+
+from .config import Timing
+from .connection import get_connection
+from .core.client import TaskClient, TaskSpec
+from .core.types import ModuleMetrics, ModuleState, Priority, TaskStatus
+from .errors import ManagerShutdownError, UnknownModuleError
+from .executor import ModuleExecutor
+from .keys import PRIORITY_LEVELS, Keys
+from .scheduler import SchedulingPolicy, TaskScheduler
+
+log = logging.getLogger("piano_dist.manager")
+
+_level = os.environ.get("CONCURRENT_FRAMEWORK_LOG_LEVEL") or os.environ.get("PIANO_LOG_LEVEL")
+if _level:
+    for _name in ("piano_dist", "concurrent_framework"):
+        logging.getLogger(_name).setLevel(_level.upper())
+
+
+def _agent_id_of(agent_state: Any, explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    try:
+        from .state import agent_id_of  # type: ignore
+
+        return agent_id_of(agent_state)
+    except ImportError:
+        for attr in ("agent_id", "name"):
+            value = agent_state.get(attr) if isinstance(agent_state, dict) else getattr(agent_state, attr, None)
+            if isinstance(value, str) and value:
+                return value
+        return "default"
+
+
+class ConcurrentModuleManager:
+    def __init__(self, agent_state: Any = None, max_workers: int = 4, max_queue_size: int = 100,
+                 enable_monitoring: bool = True, task_timeout: float | None = 30.0, *,
+                 redis_url: str | None = None, connection: redis.Redis | None = None,
+                 prefix: str | None = None, agent_id: str | None = None,
+                 scheduling_policy: SchedulingPolicy | str = SchedulingPolicy.PRIORITY_FIRST,
+                 timing: Timing | None = None):
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 0:
+            raise ValueError(f"max_workers must be a non-negative integer, not {max_workers!r}")
+        if isinstance(max_queue_size, bool) or not isinstance(max_queue_size, int) or max_queue_size < 0:
+            raise ValueError(f"max_queue_size must be a non-negative integer (0 = unbounded), not {max_queue_size!r}")
+        if task_timeout is not None and (isinstance(task_timeout, bool)
+                                         or not isinstance(task_timeout, (int, float)) or task_timeout <= 0):
+            raise ValueError(f"task_timeout must be a positive number of seconds or None, not {task_timeout!r}")
+        self.agent_state = agent_state
+        self.agent_id = _agent_id_of(agent_state, agent_id)
+        self.max_workers = max_workers
+        self.max_queue_size = max_queue_size
+        self.enable_monitoring = enable_monitoring
+        self.task_timeout = task_timeout
+        self.connection = get_connection(redis_url, connection)
+        self.keys = Keys(prefix)
+        self.timing = timing or Timing()
+        self.client = TaskClient(self.connection, self.keys, max_queue_size, task_timeout, self.timing)
+        self.modules: dict[str, Any] = {}
+        self.module_configs: dict[str, dict] = {}
+        self.module_states: dict[str, ModuleState] = {}
+        self.module_metrics: dict[str, ModuleMetrics] = {}
+        self.task_scheduler = TaskScheduler(scheduling_policy, max_pending_tasks=max_queue_size,
+                                            connection=self.connection, prefix=self.keys.prefix)
+        self.module_executor = ModuleExecutor(max_workers, max_queue_size, enable_monitoring,
+                                              connection=self.connection, prefix=self.keys.prefix,
+                                              local_modules=self.modules, timing=self.timing)
+        self._resource_coordinator = None
+        self._state_coordinator = None
+        self._coordinator_lock = threading.Lock()
+        self._started_at = time.time()
+        self._is_shutdown = False
+        self.module_executor.start()
+
+    # --- coordinators (built on first use) -------------------------------------------
+    @property
+    def resource_coordinator(self):
+        with self._coordinator_lock:
+            if self._resource_coordinator is None:
+                from .resources import ResourceCoordinator
+
+                self._resource_coordinator = ResourceCoordinator(
+                    max_concurrent_locks=max(2 * self.max_workers, 10),
+                    default_timeout=self.task_timeout or 30.0, connection=self.connection)
+            return self._resource_coordinator
+
+    @property
+    def state_coordinator(self):
+        with self._coordinator_lock:
+            if self._state_coordinator is None:
+                from .state import StateCoordinator, SyncPolicy
+
+                self._state_coordinator = StateCoordinator(self.agent_state, SyncPolicy.IMMEDIATE,
+                                                           connection=self.connection, agent_id=self.agent_id)
+            return self._state_coordinator
+
+    # --- modules ------------------------------------------------------------------
+    def register_module(self, name: str, module: Any, config: dict | None = None) -> None:
+        self._check_open()
+        if name in self.modules:
+            raise ValueError(f"module {name!r} is already registered with this manager")
+        self.client.registry.register(name, module, config, agent_id=self.agent_id)
+        self.modules[name] = module
+        self.module_configs[name] = dict(config or {})
+        self.module_states[name] = ModuleState.IDLE
+        self.module_metrics[name] = ModuleMetrics()
+
+    def unregister_module(self, name: str) -> None:
+        """Remove the module cluster-wide; its queued and deferred tasks are cancelled."""
+        self.client.unregister_module(name)
+        for table in (self.modules, self.module_configs, self.module_states, self.module_metrics):
+            table.pop(name, None)
+
+    def pause_module(self, name: str) -> None:
+        """Cluster-wide: no worker starts this module's tasks until resume."""
+        self.client.pause_module(name)
+        if name in self.module_states:
+            self.module_states[name] = ModuleState.PAUSED
+
+    def resume_module(self, name: str) -> None:
+        self.client.resume_module(name)
+        if name in self.module_states:
+            self.module_states[name] = ModuleState.IDLE
+
+    def get_module_metrics(self, name: str) -> ModuleMetrics | None:
+        return self.module_metrics.get(name)
+
+    # --- tasks --------------------------------------------------------------------
+    def submit_task(self, module_name: str, method_name: str = "run", args: Iterable = (),
+                    kwargs: dict | None = None, priority: Priority | int | str = Priority.NORMAL,
+                    dependencies: Iterable[str] | None = None, callback: Callable | None = None,
+                    timeout: float | None = None, *, max_duration: float | None = None,
+                    allow_failure: Iterable[str] | None = None, retries: int = 0,
+                    retry_delay: float = 0.0, max_attempts: int | None = None) -> str:
+        """Queue ``module.method(*args, **kwargs)``; return the task id.
+
+        ``callback(status)`` is called once, in this process, with the final status dict.
+        Raises UnknownModuleError (a KeyError), SecurityError (a ValueError) for bad
+        input, UnknownTaskError for an unknown dependency, QueueFullError past
+        ``max_queue_size`` and ManagerShutdownError after shutdown.
+        """
+        self._check_open()
+        return self.client.submit(TaskSpec(
+            module_name, method_name, tuple(args) if isinstance(args, (list, tuple)) else args, kwargs,
+            priority, dependencies, callback, timeout if timeout is not None else max_duration,
+            allow_failure, retries, retry_delay, max_attempts, None))
+
+    def submit_many(self, specs: Iterable[Any]) -> list[str]:
+        """Submit many tasks (TaskSpec or dicts of submit_task's arguments) in one round trip."""
+        self._check_open()
+        return self.client.submit_many(specs)
+
+    def get_task_status(self, task_id: str) -> dict | None:
+        return self.client.get_status(task_id)
+
+    def wait(self, task_ids: Iterable[str] | str, timeout: float | None = None) -> dict[str, dict]:
+        return self.client.wait(task_ids, timeout)
+
+    def get_result(self, task_id: str, timeout: float | None = None) -> Any:
+        return self.client.get_result(task_id, timeout)
+
+    def cancel_task(self, task_id: str) -> bool:
+        return self.client.cancel(task_id)
+
+    # --- events -------------------------------------------------------------------
+    def add_event_callback(self, event: str, callback: Callable) -> None:
+        self.client.events.add_callback(event, callback)
+
+    def remove_event_callback(self, event: str, callback: Callable) -> bool:
+        return self.client.events.remove_callback(event, callback)
+
+    # --- status -------------------------------------------------------------------
+    def get_system_status(self) -> dict[str, Any]:
+        keys = self.keys
+        with self.connection.pipeline(transaction=False) as pipe:
+            for q in keys.queue_names:
+                pipe.llen(keys.rq_queue(q))
+            for q in keys.queue_names:
+                pipe.zcard(keys.rq_registry("deferred", q))
+            pipe.zcard(keys.running)
+            pipe.hgetall(keys.stats)
+            pipe.hlen(keys.modules)
+            pipe.smembers(keys.paused_modules)
+            rows = pipe.execute()
+        n = len(PRIORITY_LEVELS)
+        queued = {level: rows[i] for i, level in enumerate(PRIORITY_LEVELS)}
+        deferred = sum(rows[n:2 * n])
+        running = rows[2 * n]
+        stats = {k.decode(): int(v) for k, v in rows[2 * n + 1].items()}
+        workers = self.module_executor.worker_metrics()
+        return {
+            "registered_modules": rows[2 * n + 2],
+            "active_tasks": sum(queued.values()) + deferred + running,
+            "queued_tasks": sum(queued.values()),
+            "queued_by_priority": queued,
+            "deferred_tasks": deferred,
+            "running_tasks": running,
+            "completed_tasks": stats.get("completed", 0),
+            "failed_tasks": stats.get("failed", 0) + stats.get("timed_out", 0) + stats.get("dependency_failed", 0),
+            "cancelled_tasks": stats.get("cancelled", 0),
+            "tasks_by_status": {s.value: stats.get(s.value, 0) for s in TaskStatus if s.is_terminal},
+            "workers": workers,
+            "total_slots": sum(w["slots"] for w in workers),
+            "paused_modules": sorted(m.decode() for m in rows[2 * n + 3]),
+            "is_paused": self.module_executor.is_paused(),
+            "is_shutdown": self._is_shutdown,
+            "uptime_seconds": time.time() - self._started_at,
+        }
+
+    # --- lifecycle ----------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._is_shutdown:
+            raise ManagerShutdownError("the manager has been shut down; create a new one to submit tasks")
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Stop this process's slots (running tasks get ``timeout`` seconds, the rest go
+        back to the queue) and stop listening for events. Nothing queued is lost."""
+        if self._is_shutdown:
+            return
+        self._is_shutdown = True
+        self.module_executor.shutdown(timeout)
+        self.client.events.stop()
+        for coordinator in (self._resource_coordinator, self._state_coordinator):
+            if coordinator is not None and hasattr(coordinator, "shutdown"):
+                try:
+                    coordinator.shutdown()
+                except Exception:
+                    log.exception("coordinator shutdown failed")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.shutdown()

@@ -1,0 +1,120 @@
+"""SecurityValidator: the rules every entry point applies to user input.
+
+Rules (documented in the README's "Input rules" section):
+- Execution arguments must be JSON values (str, int, float, bool, None, lists, dicts
+  with string keys), nested at most ``MAX_DEPTH`` deep, at most ``MAX_PAYLOAD_BYTES``
+  once encoded; floats must be finite. The error names the offending position,
+  e.g. ``args[1]['when']``.
+- Method names: identifiers, not private (``_x``) or dunder, defined on the module's
+  class as a plain callable.
+- State paths and memory content: see :func:`validate_state_path` and
+  :func:`sanitize_memory_data`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from .errors import SecurityError
+
+MAX_DEPTH = 32
+MAX_PAYLOAD_BYTES = 1_000_000
+MAX_NAME_LENGTH = 128
+_IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_MODULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+def _check_json(value: Any, where: str, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise SecurityError(f"{where} is nested deeper than {MAX_DEPTH} levels")
+    if value is None or isinstance(value, (bool, str, int)):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise SecurityError(f"{where} is {value!r}: only finite numbers are JSON values")
+        return
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_json(item, f"{where}[{i}]", depth + 1)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise SecurityError(f"{where} has a non-string key {key!r}: JSON object keys are strings")
+            _check_json(item, f"{where}[{key!r}]", depth + 1)
+        return
+    raise SecurityError(
+        f"{where} is a {type(value).__name__} ({_short(value)}), which is not JSON-serializable; "
+        "pass str, int, float, bool, None, lists or dicts"
+    )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class SecurityValidator:
+    """Validation entry points; each raises :class:`SecurityError` saying what was wrong."""
+
+    @classmethod
+    def validate_execution_args(cls, args: Any = (), kwargs: Any = None) -> tuple[list, dict]:
+        """Check task arguments; return them as (list, dict) ready to encode."""
+        if args is None:
+            args = ()
+        if not isinstance(args, (list, tuple)):
+            raise SecurityError(f"args must be a list or tuple, not {type(args).__name__}")
+        if kwargs is None:
+            kwargs = {}
+        if not isinstance(kwargs, dict):
+            raise SecurityError(f"kwargs must be a dict, not {type(kwargs).__name__}")
+        for i, value in enumerate(args):
+            _check_json(value, f"args[{i}]", 1)
+        for key, value in kwargs.items():
+            if not isinstance(key, str) or not _IDENTIFIER.match(key):
+                raise SecurityError(f"kwargs key {key!r} is not a valid keyword argument name")
+            _check_json(value, f"kwargs[{key!r}]", 1)
+        size = len(json.dumps([list(args), kwargs]))
+        if size > MAX_PAYLOAD_BYTES:
+            raise SecurityError(f"arguments are {size} bytes encoded; the limit is {MAX_PAYLOAD_BYTES}")
+        return list(args), dict(kwargs)
+
+    @classmethod
+    def validate_method_name(cls, method_name: Any) -> str:
+        if not isinstance(method_name, str) or not method_name:
+            raise SecurityError(f"method name must be a non-empty string, not {method_name!r}")
+        if method_name.startswith("_"):
+            raise SecurityError(f"method {method_name!r} is private: only public methods can run as tasks")
+        if len(method_name) > MAX_NAME_LENGTH or not _IDENTIFIER.match(method_name):
+            raise SecurityError(f"method name {method_name!r} is not a Python identifier")
+        return method_name
+
+    @classmethod
+    def validate_module_name(cls, name: Any) -> str:
+        if not isinstance(name, str) or not name:
+            raise SecurityError(f"module name must be a non-empty string, not {name!r}")
+        if len(name) > MAX_NAME_LENGTH or not _MODULE_NAME.match(name):
+            raise SecurityError(
+                f"module name {name!r} is invalid: use letters, digits, '_', '.', '-' "
+                f"(at most {MAX_NAME_LENGTH} characters, starting with a letter or digit)"
+            )
+        return name
+
+    @classmethod
+    def validate_json_value(cls, value: Any, where: str = "value") -> Any:
+        _check_json(value, where, 1)
+        return value
+
+    @classmethod
+    def validate_state_path(cls, path: Any) -> str:
+        from .state.paths import validate_state_path
+
+        return validate_state_path(path)
+
+    @classmethod
+    def sanitize_memory_data(cls, content, memory_type, importance, metadata=None):
+        from .memory.validation import sanitize_memory_data
+
+        return sanitize_memory_data(content, memory_type, importance, metadata)

@@ -1,0 +1,110 @@
+"""PianoWorker: an RQ worker whose work loop runs up to N tasks concurrently.
+
+It registers, heartbeats and dies like any RQ worker (so ``rq info`` and rq-dashboard
+list it), but claims and finishes tasks through piano-dist's scripts (leases,
+dependency release, strict priority) and runs them in threads.
+
+Start it with ``piano-dist worker --concurrency 16`` or
+``rq worker -w piano_dist.workers.PianoWorker piano.critical piano.high …``
+(concurrency from ``PIANO_CONCURRENCY`` then, default 16).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import uuid
+from typing import Any
+
+from rq.serializers import JSONSerializer
+from rq.worker import BaseWorker, WorkerStatus
+
+from ..config import Timing
+from ..connection import get_connection
+from ..core.engine import SlotEngine
+from ..core.loader import ModuleLoader
+from ..core.registry import ModuleRegistry
+from ..keys import Keys
+
+log = logging.getLogger("piano_dist.worker")
+
+DEFAULT_CONCURRENCY = 16
+
+
+def default_worker_name(kind: str = "worker") -> str:
+    return f"{socket.gethostname()}.{os.getpid()}.{kind}-{uuid.uuid4().hex[:6]}"
+
+
+class PianoWorker(BaseWorker):
+    def __init__(self, queues: Any = None, *args: Any, concurrency: int | None = None,
+                 prefix: str | None = None, grace_period: float | None = None,
+                 local_modules: dict | None = None, timing: Timing | None = None, **kwargs: Any):
+        self.keys = Keys(prefix)
+        kwargs.setdefault("serializer", JSONSerializer)
+        if kwargs.get("connection") is None:
+            kwargs["connection"] = get_connection()
+        kwargs.setdefault("name", default_worker_name())
+        super().__init__(queues or self.keys.queue_names, *args, **kwargs)
+        self.concurrency = int(concurrency or os.environ.get("PIANO_CONCURRENCY") or DEFAULT_CONCURRENCY)
+        self.grace_period = float(grace_period if grace_period is not None
+                                  else os.environ.get("PIANO_GRACE_PERIOD", "30"))
+        self.timing = timing or Timing()
+        self.loader = ModuleLoader(ModuleRegistry(self.connection, self.keys), local=local_modules)
+        self.engine = SlotEngine(self.connection, self.name, self.queue_names(), self.concurrency,
+                                 self.loader, keys=self.keys, timing=self.timing,
+                                 on_finished=self._count_outcome)
+        self._signals_seen = 0
+
+    # --- RQ's lifecycle, kept --------------------------------------------------------
+    def serialize(self) -> dict:
+        data = super().serialize()
+        data["piano_slots"] = self.concurrency
+        return data
+
+    def _count_outcome(self, module: str, status: str, elapsed: float) -> None:
+        if status == "completed":
+            self.successful_job_count += 1
+        else:
+            self.failed_job_count += 1
+        self.total_working_time += elapsed
+
+    def _install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+
+    def _on_signal(self, signum, frame) -> None:
+        self._signals_seen += 1
+        if self._signals_seen == 1:
+            log.info("worker %s: %s received, finishing running tasks (grace %ss); again to stop now",
+                     self.name, signal.Signals(signum).name, self.grace_period)
+            self.engine.request_stop()
+        else:
+            log.warning("worker %s: stopping now, giving running tasks back to their queues", self.name)
+            self.grace_period = 0
+            self.engine.request_stop()
+
+    def work(self, burst: bool = False, logging_level: str | None = None, date_format: str | None = None,
+             log_format: str | None = None, max_jobs: int | None = None, max_idle_time: int | None = None,
+             with_scheduler: bool = False, **_ignored: Any) -> bool:
+        from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
+
+        self.bootstrap(logging_level or "INFO", date_format or DEFAULT_LOGGING_DATE_FORMAT,
+                       log_format or DEFAULT_LOGGING_FORMAT)
+        self._install_signal_handlers()
+        self.engine.tick_hooks.append(self._heartbeat_tick)
+        self.set_state(WorkerStatus.IDLE)
+        log.info("worker %s: %d slots on %s", self.name, self.concurrency, ", ".join(self.queue_names()))
+        try:
+            self.engine.run(burst=burst)
+        finally:
+            self.engine.stop(grace=self.grace_period)
+            self.teardown()
+        return bool(self.successful_job_count or self.failed_job_count)
+
+    def _heartbeat_tick(self) -> None:
+        busy = bool(self.engine.active)
+        state = WorkerStatus.BUSY if busy else WorkerStatus.IDLE
+        if state != self.get_state():
+            self.set_state(state)
+        self.heartbeat()
