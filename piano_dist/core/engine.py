@@ -123,6 +123,11 @@ class SlotEngine:
         self._stopped.set()
         if self._supervisor is not None:
             self._supervisor.join(timeout=5)
+        try:
+            # Totals live in the cluster stats; the live view should not list a stopped worker.
+            self.connection.delete(self.keys.worker_metrics(self.worker_name))
+        except redis.RedisError:
+            pass
 
     def drain(self, grace: float) -> None:
         deadline = time.monotonic() + grace

@@ -1,0 +1,1 @@
+"""The ``piano-dist`` command line (installed as piano_dist.cli)."""
