@@ -1,0 +1,62 @@
+"""Modules the tests register; importable by worker processes (tests/ is on their PYTHONPATH)."""
+from __future__ import annotations
+
+import os
+import time
+
+import redis
+
+from piano_dist import BaseModule, current_task
+
+
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(os.environ["PIANO_REDIS_URL"])
+
+
+class Echo(BaseModule):
+    def run(self, *args, **kwargs):
+        return {"args": list(args), "kwargs": kwargs}
+
+    def add(self, a, b):
+        return a + b
+
+    def _private(self):
+        return "never"
+
+
+class Recorder(BaseModule):
+    """Appends (label, pid, start time) to a Redis list, so tests see order and placement."""
+
+    def run(self, label="", sleep=0.0, key="test:record"):
+        ctx = current_task()
+        _redis().rpush(key, f"{label}|{os.getpid()}|{time.time():.6f}|{ctx.worker_name if ctx else ''}")
+        if sleep:
+            time.sleep(sleep)
+        return label
+
+
+class Sleeper(BaseModule):
+    def run(self, seconds=0.5):
+        time.sleep(seconds)
+        return seconds
+
+    def until_cancelled(self, limit=30.0):
+        ctx = current_task()
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            if ctx is not None and ctx.cancelled:
+                return "stopped early"
+            time.sleep(0.01)
+        return "ran to the limit"
+
+
+class Failer(BaseModule):
+    def run(self, message="boom"):
+        raise RuntimeError(message)
+
+
+class Unimportable(BaseModule):
+    """Registered under a class path that workers cannot import (see tests)."""
+
+    def run(self):
+        return "ran"

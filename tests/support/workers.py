@@ -1,0 +1,68 @@
+"""Start and stop real worker processes for tests."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def worker_env(redis_url: str, extra: dict | None = None) -> dict:
+    env = dict(os.environ)
+    env["PIANO_REDIS_URL"] = redis_url
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [TESTS_DIR, env.get("PYTHONPATH")]))
+    env.setdefault("PIANO_LEASE_SECONDS", "2")
+    env.setdefault("PIANO_STALLED_INTERVAL", "0.5")
+    env.update(extra or {})
+    return env
+
+
+class WorkerProcess:
+    def __init__(self, redis_url: str, concurrency: int = 4, name: str | None = None,
+                 queues: list[str] | None = None, burst: bool = False, env: dict | None = None,
+                 grace: float = 30.0):
+        args = [sys.executable, "-m", "piano_dist.cli.main", "worker", "--concurrency", str(concurrency),
+                "--grace", str(grace), "--log-level", "WARNING"]
+        if name:
+            args += ["--name", name]
+        for q in queues or []:
+            args += ["--queues", q]
+        if burst:
+            args.append("--burst")
+        self.name = name
+        self.proc = subprocess.Popen(args, env=worker_env(redis_url, env), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.alive():
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def terminate(self) -> None:
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float = 30) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def stderr_text(self) -> str:
+        if self.alive():
+            return ""
+        return self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
