@@ -74,7 +74,8 @@ while node do
 end
 local victim = cycle[1]
 for _, c in ipairs(cycle) do
-  if c.since > victim.since then victim = c end
+  -- youngest = latest to start waiting; ties broken by id so every checker agrees
+  if c.since > victim.since or (c.since == victim.since and c.waiter > victim.waiter) then victim = c end
 end
 local report = cjson.encode({victim = victim.waiter, cycle = cycle})
 if victim.owner ~= start then
