@@ -1,0 +1,100 @@
+"""The a_mem adapter: generative-agents signatures round-trip, retrieval ranks by the
+three normalised scores with weights (0.5, 3, 2)."""
+from datetime import datetime, timedelta
+
+import pytest
+
+from piano_dist.errors import SecurityError
+from piano_dist.memory import AssociativeMemory
+
+T0 = datetime(2023, 2, 13, 9, 0)
+
+
+def event(mem, minutes, description, keywords, poignancy, vector=None, s="Isabella Rodriguez", p="is", o="x"):
+    pair = (description, vector) if vector is not None else None
+    return mem.add_event(T0 + timedelta(minutes=minutes), None, s, p, o, description, set(keywords),
+                         poignancy, pair, [])
+
+
+def test_a_smallville_event_round_trips_all_ten_fields(redis_url):
+    mem = AssociativeMemory(agent_id="Isabella Rodriguez")
+    chat = mem.add_chat(T0, T0 + timedelta(days=30), "Isabella Rodriguez", "chat with", "Klaus Mueller",
+                        "conversing about the Valentine's party", {"Isabella Rodriguez", "Klaus Mueller"}, 4,
+                        ("conversing about the Valentine's party", [0.1, 0.2]),
+                        [["Isabella Rodriguez", "Hi Klaus!"], ["Klaus Mueller", "Hello"]])
+    node = mem.add_event(T0 + timedelta(minutes=1), T0 + timedelta(days=1), "Isabella Rodriguez", "is",
+                         "brewing coffee", "Isabella Rodriguez is brewing coffee",
+                         {"Isabella Rodriguez", "Coffee"}, 3, ("Isabella Rodriguez is brewing coffee", [0.3, 0.4]),
+                         [chat.node_id])
+    stored = mem.get_node(node.node_id)
+    assert (stored.created, stored.expiration) == (T0 + timedelta(minutes=1), T0 + timedelta(days=1))
+    assert stored.spo_summary() == ("Isabella Rodriguez", "is", "brewing coffee")
+    assert stored.description == "Isabella Rodriguez is brewing coffee"
+    assert stored.keywords == {"isabella rodriguez", "coffee"}  # lower-cased, as the original
+    assert stored.poignancy == 3 and stored.filling == [chat.node_id]
+    assert stored.embedding_key == "Isabella Rodriguez is brewing coffee"
+    assert mem.get_embedding(stored.embedding_key) == [0.3, 0.4]
+    assert (stored.node_type, stored.type, stored.node_count, stored.type_count) == ("event", "event", 2, 1)
+    assert stored == node and mem.seq_event == [node]
+    assert mem.get_last_chat("KLAUS MUELLER").filling[0] == ["Isabella Rodriguez", "Hi Klaus!"]
+    assert mem.get_last_chat("nobody") is None
+    assert mem.retrieve_relevant_events("Isabella Rodriguez", "is", "nothing") == {node}
+    assert mem.get_summarized_latest_events(5) == {("Isabella Rodriguez", "is", "brewing coffee")}
+    assert mem.kw_strength_event == {"isabella rodriguez": 1, "coffee": 1}
+    thought = mem.add_thought(T0, None, "Isabella Rodriguez", "plans", "party", "Isabella plans a party",
+                              {"party"}, 8, None, [node.node_id])
+    assert thought.depth == 1 and mem.retrieve_relevant_thoughts("party", None, None) == {thought}
+
+
+def test_the_migration_guide_short_form(redis_url):
+    node = AssociativeMemory().add_event("Klaus stopped by the cafe", 0.6)
+    assert node.description == "Klaus stopped by the cafe" and node.poignancy == pytest.approx(6.0)
+    with pytest.raises(SecurityError, match="poignancy"):
+        AssociativeMemory().add_event(T0, None, "a", "b", "c", "d", {"k"}, 11, None, [])
+
+
+def test_importance_decides_when_relevance_ties(redis_url):
+    mem = AssociativeMemory()
+    old_poignant = event(mem, 0, "old poignant cafe memory", ["cafe"], 9)
+    event(mem, 5, "new dull cafe memory", ["cafe"], 1)
+    ranked = mem.retrieve_scored("cafe", 2)
+    assert ranked[0].node == old_poignant
+    assert (ranked[0].recency, ranked[0].importance, ranked[0].relevance) == (0.0, 1.0, 0.5)
+
+
+def test_relevance_decides_when_importance_ties(redis_url):
+    mem = AssociativeMemory()
+    relevant = event(mem, 0, "old relevant", ["garden"], 5, vector=[1.0, 0.0])
+    event(mem, 5, "new unrelated", ["tax"], 5, vector=[0.0, 1.0])
+    assert mem.retrieve("anything", 1, embedding=[1.0, 0.0]) == [relevant]
+    # without embeddings, keyword overlap stands in for cosine
+    assert mem.retrieve("the garden", 1) == [relevant]
+
+
+def test_recency_decides_when_the_rest_ties_and_retrieval_refreshes_it(redis_url):
+    mem = AssociativeMemory()
+    older = event(mem, 0, "walk in the park", ["park"], 5)
+    newer = event(mem, 5, "walk in the park again", ["park"], 5)
+    assert mem.retrieve_scored("park", 2)[0].node == newer
+    mem.mark_accessed([older.node_id], when=T0 + timedelta(hours=1))  # as retrieve() does
+    assert mem.retrieve("park", 2) == [older, newer]
+
+
+def test_weights_and_several_focal_points(redis_url):
+    mem = AssociativeMemory()
+    poignant = event(mem, 0, "poignant", ["a"], 9, vector=[0.0, 1.0])
+    relevant = event(mem, 1, "relevant", ["b"], 1, vector=[1.0, 0.0])
+    found = mem.retrieve(["q1", "q2"], 1, embedding={"q1": [1.0, 0.0], "q2": [0.0, 1.0]}, mark_accessed=False)
+    assert found == {"q1": [poignant], "q2": [poignant]}  # importance weighs 3 against relevance 2
+    assert mem.retrieve("q", 1, embedding=[1.0, 0.0], weights=(0, 1, 5)) == [relevant]
+
+
+def test_idle_nodes_and_chats_are_not_retrieved_and_eviction_cleans_indexes(redis_url, redis_client):
+    mem = AssociativeMemory(max_nodes=2)
+    mem.add_event(T0, None, "Isabella", "is", "idle", "Isabella is idle", {"idle"}, 1, ("idle", [1.0]), [])
+    kept = event(mem, 1, "kept", ["k"], 2, vector=[1.0])
+    assert mem.retrieve("kept", 5) == [kept]
+    event(mem, 2, "newest", ["n"], 2, vector=[1.0])
+    assert len(mem) == 2 and mem.kw_strength_event == {"k": 1, "n": 1}
+    assert mem.get_embedding("idle") is None
+    assert not redis_client.keys("*:kw:event:idle")
