@@ -84,3 +84,28 @@ class LockLimitError(PianoError, RuntimeError):
 
 class ResourceAcquireTimeout(LockTimeoutError, RuntimeError):
     """``acquire_context`` timed out (also a RuntimeError, as the seed API raised)."""
+
+
+class StateConflictError(PianoError, RuntimeError):
+    """A state write based on a version that is no longer current (compare-and-set failed).
+
+    ``paths`` names each path whose version moved; a transaction raising this applied
+    none of its changes.
+    """
+
+    def __init__(self, message: str, paths: list[str] | None = None, transaction_id: str | None = None):
+        super().__init__(message)
+        self.paths = list(paths or [])
+        self.transaction_id = transaction_id
+
+
+class StateWriteError(PianoError, ValueError):
+    """A state write that cannot apply to the current state (CREATE of an existing path,
+    DELETE of a missing one, a path below a value that is not an object); nothing was written."""
+
+
+class UnknownSnapshotError(PianoError, KeyError):
+    """A snapshot id that does not exist (or was evicted past ``max_snapshots``)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown snapshot"

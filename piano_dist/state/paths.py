@@ -1,0 +1,130 @@
+"""Validation rules for agent-state input: paths, values, agent and snapshot ids.
+
+These are the rules :meth:`piano_dist.SecurityValidator.validate_state_path` applies.
+Every rule raises :class:`piano_dist.errors.SecurityError` with a message that names the
+offending input, so a caller never has to guess why a write was refused.
+
+- A state path is one or more dot-separated segments, each an identifier
+  (``[A-Za-z][A-Za-z0-9_]*``, at most 64 characters), at most ``MAX_PATH_DEPTH``
+  segments and ``MAX_PATH_LENGTH`` characters in all. Segments starting with ``_``
+  (private and dunder names) are refused: attribute-style mirroring must never reach
+  ``__class__`` or ``_private`` internals of the user's object.
+- A state value is JSON: None, bool, int, finite float, str, list/tuple, dict with
+  string keys; nested at most ``MAX_VALUE_DEPTH`` deep and at most ``MAX_VALUE_BYTES``
+  once encoded.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from ..errors import SecurityError
+
+MAX_PATH_LENGTH = 255
+MAX_PATH_DEPTH = 16
+MAX_SEGMENT_LENGTH = 64
+MAX_VALUE_DEPTH = 32
+MAX_VALUE_BYTES = 1_000_000
+MAX_ID_LENGTH = 128
+
+_SEGMENT = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+# Agent ids go inside a Redis hash tag ``{agent}``: braces would break the tag, and
+# control characters make keys unreadable. Spaces are allowed: agents are often
+# named after their persona ("Isabella Rodriguez").
+_AGENT_ID = re.compile(r"^[^{}\x00-\x1f\x7f]+$")
+_SNAPSHOT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")
+
+
+def is_path_segment(name: Any) -> bool:
+    """True if ``name`` may be one segment of a state path (used when flattening dicts)."""
+    return isinstance(name, str) and len(name) <= MAX_SEGMENT_LENGTH and bool(_SEGMENT.match(name))
+
+
+def validate_state_path(path: Any) -> str:
+    """Return ``path`` if it is a valid dotted state path, else raise SecurityError."""
+    if not isinstance(path, str):
+        raise SecurityError(f"state path must be a string, got {type(path).__name__}")
+    if not path:
+        raise SecurityError("state path is empty")
+    if len(path) > MAX_PATH_LENGTH:
+        raise SecurityError(f"state path is {len(path)} characters long; the limit is {MAX_PATH_LENGTH}")
+    segments = path.split(".")
+    if len(segments) > MAX_PATH_DEPTH:
+        raise SecurityError(f"state path {path!r} has {len(segments)} segments; the limit is {MAX_PATH_DEPTH}")
+    for segment in segments:
+        if not segment:
+            raise SecurityError(f"state path {path!r} has an empty segment")
+        if segment.startswith("_"):
+            raise SecurityError(
+                f"state path {path!r} has private or dunder segment {segment!r}; "
+                "segments must not start with '_'"
+            )
+        if not is_path_segment(segment):
+            raise SecurityError(
+                f"state path {path!r} has invalid segment {segment!r}; segments are identifiers "
+                f"(a letter, then letters, digits or '_', at most {MAX_SEGMENT_LENGTH} characters)"
+            )
+    return path
+
+
+def validate_state_value(value: Any, where: str = "state value") -> Any:
+    """Return ``value`` if it is a bounded JSON value, else raise SecurityError."""
+    _check(value, where, 0)
+    size = len(json.dumps(value, separators=(",", ":")))
+    if size > MAX_VALUE_BYTES:
+        raise SecurityError(f"{where} is {size} bytes once encoded; the limit is {MAX_VALUE_BYTES}")
+    return value
+
+
+def _check(value: Any, where: str, depth: int) -> None:
+    if depth > MAX_VALUE_DEPTH:
+        raise SecurityError(f"{where} is nested deeper than {MAX_VALUE_DEPTH} levels")
+    if value is None or isinstance(value, (bool, str, int)):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise SecurityError(f"{where} is {value!r}; only finite numbers are JSON values")
+        return
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check(item, f"{where}[{i}]", depth + 1)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise SecurityError(f"{where} has non-string key {key!r}; JSON object keys are strings")
+            _check(item, f"{where}[{key!r}]", depth + 1)
+        return
+    raise SecurityError(
+        f"{where} is a {type(value).__name__}, which is not a JSON value; "
+        "use str, int, float, bool, None, lists or dicts with string keys"
+    )
+
+
+def validate_agent_id(agent_id: Any) -> str:
+    if not isinstance(agent_id, str) or not agent_id:
+        raise SecurityError(f"agent id must be a non-empty string, got {agent_id!r}")
+    if len(agent_id) > MAX_ID_LENGTH or not _AGENT_ID.match(agent_id):
+        raise SecurityError(
+            f"agent id {agent_id!r} is invalid: at most {MAX_ID_LENGTH} characters, "
+            "no braces or control characters"
+        )
+    return agent_id
+
+
+def validate_snapshot_id(snapshot_id: Any) -> str:
+    if not isinstance(snapshot_id, str) or not _SNAPSHOT_ID.match(snapshot_id) \
+            or len(snapshot_id) > MAX_ID_LENGTH:
+        raise SecurityError(
+            f"snapshot id {snapshot_id!r} is invalid: 1-{MAX_ID_LENGTH} characters from letters, "
+            "digits, '_', '.', ':', '-', starting with a letter or digit"
+        )
+    return snapshot_id
+
+
+def validate_module_id(module_id: Any) -> str:
+    if not isinstance(module_id, str) or not module_id or len(module_id) > MAX_ID_LENGTH:
+        raise SecurityError(f"module id must be a string of 1-{MAX_ID_LENGTH} characters, got {module_id!r}")
+    return module_id
