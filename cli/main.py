@@ -66,8 +66,12 @@ def main(ctx: click.Context, redis_url: str | None, prefix: str | None) -> None:
 @click.option("--name", default=None, help="Worker name (default: host.pid.worker-xxxxxx).")
 @click.option("--grace", type=float, default=30.0, show_default=True,
               help="Seconds running tasks get to finish after SIGTERM.")
+@click.option("--isolation", type=click.Choice(["thread", "process"]), envvar="PIANO_ISOLATION",
+              default="thread", show_default=True,
+              help="Run each task in a thread, or in a child process killed at its timeout.")
 @click.option("--log-level", default="INFO", show_default=True)
-def worker(concurrency: int, queues: tuple, burst: bool, name: str | None, grace: float, log_level: str) -> None:
+def worker(concurrency: int, queues: tuple, burst: bool, name: str | None, grace: float, isolation: str,
+           log_level: str) -> None:
     """Run a PianoWorker: N concurrent slots on the priority queues."""
     from piano_dist.workers.piano_worker import PianoWorker
 
@@ -81,7 +85,7 @@ def worker(concurrency: int, queues: tuple, burst: bool, name: str | None, grace
         else:
             raise click.BadParameter(f"unknown queue {q!r}; use one of {', '.join(PRIORITY_LEVELS)}",
                                      param_hint="--queues")
-    w = PianoWorker(names or None, concurrency=concurrency, name=name, grace_period=grace)
+    w = PianoWorker(names or None, concurrency=concurrency, name=name, grace_period=grace, isolation=isolation)
     w.work(burst=burst, logging_level=log_level.upper())
 
 

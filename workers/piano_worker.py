@@ -39,7 +39,8 @@ def default_worker_name(kind: str = "worker") -> str:
 class PianoWorker(BaseWorker):
     def __init__(self, queues: Any = None, *args: Any, concurrency: int | None = None,
                  prefix: str | None = None, grace_period: float | None = None,
-                 local_modules: dict | None = None, timing: Timing | None = None, **kwargs: Any):
+                 local_modules: dict | None = None, timing: Timing | None = None,
+                 isolation: str | None = None, **kwargs: Any):
         self.keys = Keys(prefix)
         kwargs.setdefault("serializer", JSONSerializer)
         if kwargs.get("connection") is None:
@@ -53,7 +54,8 @@ class PianoWorker(BaseWorker):
         self.loader = ModuleLoader(ModuleRegistry(self.connection, self.keys), local=local_modules)
         self.engine = SlotEngine(self.connection, self.name, self.queue_names(), self.concurrency,
                                  self.loader, keys=self.keys, timing=self.timing,
-                                 on_finished=self._count_outcome)
+                                 on_finished=self._count_outcome,
+                                 isolation=isolation or os.environ.get("PIANO_ISOLATION", "thread"))
         self._signals_seen = 0
 
     # --- RQ's lifecycle, kept --------------------------------------------------------

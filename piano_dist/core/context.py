@@ -20,6 +20,7 @@ class TaskContext:
     agent_id: str | None = None
     cancel_event: threading.Event = field(default_factory=threading.Event)
     timed_out: bool = False
+    child_pid: int | None = None  # process isolation: the task's own process
     started: float = field(default_factory=time.monotonic)
 
     @property

@@ -24,6 +24,7 @@ from ..config import Timing
 from ..keys import Keys
 from ..scripts import ScriptSet
 from .context import TaskContext, reset_current_task, set_current_task
+from .isolation import run_in_child
 from .loader import ModuleLoader, ModuleLoadError
 
 log = logging.getLogger("piano_dist.engine")
@@ -52,7 +53,11 @@ class ClaimedTask:
 class SlotEngine:
     def __init__(self, connection: redis.Redis, worker_name: str, queue_names: list[str],
                  concurrency: int, loader: ModuleLoader, keys: Keys | None = None,
-                 timing: Timing | None = None, on_finished: Callable[[str, str, float], None] | None = None):
+                 timing: Timing | None = None, on_finished: Callable[[str, str, float], None] | None = None,
+                 isolation: str = "thread"):
+        if isolation not in ("thread", "process"):
+            raise ValueError(f"isolation must be 'thread' or 'process', not {isolation!r}")
+        self.isolation = isolation
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, not {concurrency}")
         self.connection = connection
@@ -205,18 +210,37 @@ class SlotEngine:
             log.warning("worker %s cannot load module %s: %s", self.worker_name, task.module, exc)
             self._release(ctx, f"worker {self.worker_name} cannot load module {task.module}: {exc}")
             return
-        token = set_current_task(ctx)
         started = time.monotonic()
+        if self.isolation == "process":
+            outcome, payload, value = self._call_in_child(module, task, ctx)
+            if outcome == "killed":
+                self._free(ctx)  # the supervisor already recorded the timeout or cancel
+                if not ctx.timed_out:
+                    self._finish(ctx, "failed", "cancelled while running", time.monotonic() - started)
+                return
+        else:
+            outcome, payload, value = self._call_in_thread(module, task, ctx)
+        self._finish(ctx, outcome, payload, time.monotonic() - started, value)
+
+    def _call_in_thread(self, module: Any, task: ClaimedTask, ctx: TaskContext) -> tuple[str, str, Any]:
+        token = set_current_task(ctx)
         try:
-            method = getattr(module, task.method)
-            value = method(*task.args, **task.kwargs)
-            outcome, payload = "completed", json.dumps(value)
+            value = getattr(module, task.method)(*task.args, **task.kwargs)
+            return "completed", json.dumps(value), value
         except Exception as exc:  # the module's failure is the task's outcome, not the worker's
-            outcome, payload = "failed", self._describe(exc)
+            return "failed", self._describe(exc), None
         finally:
             reset_current_task(token)
-        elapsed = time.monotonic() - started
-        self._finish(ctx, outcome, payload, elapsed, value if outcome == "completed" else None)
+
+    def _call_in_child(self, module: Any, task: ClaimedTask, ctx: TaskContext) -> tuple[str, str, Any]:
+        def call():
+            set_current_task(ctx)
+            return getattr(module, task.method)(*task.args, **task.kwargs)
+
+        outcome, payload = run_in_child(call, ctx.cancel_event.is_set,
+                                        on_start=lambda pid: setattr(ctx, "child_pid", pid))
+        value = json.loads(payload) if outcome == "completed" else None
+        return outcome, payload, value
 
     @staticmethod
     def _describe(exc: BaseException) -> str:

@@ -60,3 +60,15 @@ class Unimportable(BaseModule):
 
     def run(self):
         return "ran"
+
+
+class Spinner(BaseModule):
+    """CPU-bound: records its process id, then spins (process-isolation timeout tests)."""
+
+    def run(self, seconds=10.0, key="test:spinner-pids"):
+        _redis().rpush(key, os.getpid())
+        deadline = time.monotonic() + seconds
+        x = 0
+        while time.monotonic() < deadline:
+            x += 1
+        return x
