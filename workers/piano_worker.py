@@ -45,7 +45,8 @@ class PianoWorker(BaseWorker):
         kwargs.setdefault("serializer", JSONSerializer)
         if kwargs.get("connection") is None:
             kwargs["connection"] = get_connection()
-        kwargs.setdefault("name", default_worker_name())
+        if not kwargs.get("name"):  # `piano-dist worker` passes name=None when --name is not given
+            kwargs["name"] = default_worker_name()
         super().__init__(queues or self.keys.queue_names, *args, **kwargs)
         self.concurrency = int(concurrency or os.environ.get("PIANO_CONCURRENCY") or DEFAULT_CONCURRENCY)
         self.grace_period = float(grace_period if grace_period is not None
