@@ -19,8 +19,8 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from ..config import Timing
-from ..errors import (QueueFullError, SecurityError, TaskFailedError, TaskTimeoutError,
-                      UnknownTaskError)
+from ..errors import (DependencyCycleError, QueueFullError, SecurityError, TaskFailedError,
+                      TaskTimeoutError, UnknownTaskError)
 from ..keys import PRIORITY_LEVELS, Keys
 from ..scripts import ScriptSet
 from ..security import SecurityValidator
@@ -113,6 +113,8 @@ class TaskClient:
         except ValueError as exc:
             raise SecurityError(str(exc)) from None
         parents = self._check_ids(spec.dependencies, "dependencies")
+        if spec.task_id is not None and spec.task_id in parents:
+            raise DependencyCycleError(f"task {spec.task_id} depends on itself")
         tolerated = self._check_ids(spec.allow_failure, "allow_failure")
         stray = set(tolerated) - set(parents)
         if stray:
@@ -226,15 +228,33 @@ class TaskClient:
                     f"queue is full: {backlog} tasks waiting + {len(prepared)} submitted exceeds "
                     f"max_queue_size {self.max_queue_size}; nothing submitted")
         ids = [t.task_id for t in prepared]
-        batch = set(ids)
-        known = [p for t in prepared for p in t.parents if p not in batch]
-        if known:
-            with self.connection.pipeline(transaction=False) as pipe:
-                for p in known:
-                    pipe.exists(self.keys.rq_job(p))
-                missing = [p for p, ok in zip(known, pipe.execute()) if not ok]
-            if missing:
-                raise UnknownTaskError(f"dependency {missing[0]} is not a known task; nothing submitted")
+        position: dict[str, int] = {}
+        for i, tid in enumerate(ids):
+            if tid in position:
+                raise SecurityError(f"task id {tid} appears twice in the batch (specs #{position[tid]} "
+                                    f"and #{i}); nothing submitted")
+            position[tid] = i
+        # Store-side refusals (existing id, parent not yet stored) would come after the
+        # earlier specs were written: find them all before writing anything.
+        for i, t in enumerate(prepared):
+            for p in t.parents:
+                if p in position and position[p] >= i:
+                    raise UnknownTaskError(f"dependency {p} of task {t.task_id} is not submitted before it "
+                                           f"in the batch (list parents first; dependencies cannot form "
+                                           f"a cycle); nothing submitted")
+        known = [p for t in prepared for p in t.parents if p not in position]
+        with self.connection.pipeline(transaction=False) as pipe:
+            for tid in ids:
+                pipe.exists(self.keys.rq_job(tid))
+            for p in known:
+                pipe.exists(self.keys.rq_job(p))
+            found = pipe.execute()
+        clash = [tid for tid, ok in zip(ids, found) if ok]
+        if clash:
+            raise SecurityError(f"task id {clash[0]} already exists; nothing submitted")
+        missing = [p for p, ok in zip(known, found[len(ids):]) if not ok]
+        if missing:
+            raise UnknownTaskError(f"dependency {missing[0]} is not a known task; nothing submitted")
         for t in prepared:
             if t.callback is not None:
                 self.events.add_task_callback(t.task_id, t.callback)
