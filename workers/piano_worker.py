@@ -65,6 +65,12 @@ class PianoWorker(BaseWorker):
         data["piano_slots"] = self.concurrency
         return data
 
+    def register_birth(self) -> None:
+        super().register_birth()
+        # RQ lists the queues in rq:queues; ours enter it only when a task is queued, so
+        # add the ones this worker serves now and `rq info` shows them from the start.
+        self.connection.sadd(self.keys.rq_queues_set(), *[self.keys.rq_queue(q) for q in self.queue_names()])
+
     def _count_outcome(self, module: str, status: str, elapsed: float) -> None:
         if status == "completed":
             self.successful_job_count += 1
