@@ -183,3 +183,27 @@ class Keys:
 
     def memory_key(self, agent_id: str, kind: str, name: str, part: str) -> str:
         return f"{self.memory_base(agent_id, kind, name)}:{part}"
+
+    # --- worlds, enhanced modules, LLM clients ------------------------------------------
+    # (section owned by piano_dist.world / piano_dist.enhanced_modules / piano_dist.llm)
+    def world_key(self, world: str, part: str) -> str:
+        """part: meta, objects, agents, events, version. ``{world:<name>}`` keeps one
+        world's keys in one slot, so world_write.lua touches a single slot."""
+        return self._k("world", "{world:" + world + "}", part)
+
+    def perception_cache(self, sensor: str, digest: str) -> str:
+        """One cached sensor result, by the sha256 of its canonical-JSON input."""
+        return self._k("perception", "cache", sensor, digest)
+
+    @property
+    def perception_cache_stats(self) -> str:
+        """Hash of hits/misses/writes across every process (cache effectiveness)."""
+        return self._k("perception", "cache-stats")
+
+    def reflection_key(self, agent_id: str, part: str) -> str:
+        """part: cursor (last node_count reflected on), running (one reflection at a time)."""
+        return self._k("reflection", "{" + agent_id + "}", part)
+
+    def llm_key(self, part: str) -> str:
+        """part: in_flight (calls now waiting on a model), calls (total started)."""
+        return self._k("llm", part)
