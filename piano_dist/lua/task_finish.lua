@@ -64,6 +64,10 @@ end
 
 if ARGV[9] ~= '' then
   local entry, flat = cjson.decode(ARGV[9]), {}
+  if outcome == 'cancelled' then
+    -- The run's own result is discarded: RQ records the job as stopped, not successful.
+    entry.type, entry.return_value, entry.exc_string = 3, nil, nil
+  end
   for k, v in pairs(entry) do flat[#flat + 1] = k; flat[#flat + 1] = tostring(v) end
   local rk = 'rq:results:' .. id
   redis.call('XADD', rk, 'MAXLEN', '10', '*', unpack(flat))
