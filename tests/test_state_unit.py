@@ -324,3 +324,14 @@ def test_on_demand_waits_for_apply_changes(coord):
     c.apply_changes()
     assert c.get_value("goals") == ["x"]
     assert json.loads(json.dumps(c.get_coordination_status()["snapshots"])) == ["initial"]
+
+
+def test_mirroring_keeps_local_types_that_equal_the_stored_value(coord):
+    agent = Agent("tuples")
+    agent.curr_tile = (15, 20)
+    coord(agent)
+    assert agent.curr_tile == (15, 20) and isinstance(agent.curr_tile, tuple)
+    joiner = Agent("tuples")
+    joiner.curr_tile = (1, 1)
+    coord(joiner)
+    assert joiner.curr_tile == [15, 20]  # the stored truth wins

@@ -13,6 +13,7 @@ not JSON values (a maze, memory objects, private ``_x`` names) stay local, untou
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -106,7 +107,8 @@ class StateCoordinator:
         state, cursor = self.store.read_all_with_cursor()
         local = public_items(agent_state)
         for name, value in state.items():
-            if local.get(name, MISSING) != value:
+            # compared as JSON so a local tuple equal to the stored list stays a tuple
+            if _as_json(local.get(name, MISSING)) != value:
                 write_into_object(agent_state, name, value)
         self._dispatcher.mirror_into(agent_state, cursor)
 
@@ -455,6 +457,13 @@ class StateCoordinator:
 
     def __exit__(self, *exc) -> None:
         self.shutdown()
+
+
+def _as_json(value: Any) -> Any:
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError):
+        return MISSING
 
 
 def _nearest(path: str, resolvers: dict[str, Any]) -> Optional[str]:
