@@ -108,14 +108,17 @@ def incrementer(url, resource_id, counter_key, accepted_key, rejected_key, n, le
 
 
 def paused_writer(url, resource_id, counter_key, accepted_key, rejected_key, report, lease):
-    """Read under WRITE, stop itself (as a GC pause or a frozen VM would), then write."""
+    """Read under WRITE, stop itself (as a GC pause or a frozen VM would), then write.
+
+    Publishes its token at ``<counter_key>:paused-token`` just before it stops."""
     conn = redis.Redis.from_url(url)
     store = conn.register_script(FENCED_STORE)
     coord = ResourceCoordinator(max_concurrent_locks=2, default_timeout=30.0, connection=conn,
                                 lease=lease)
     lock_id = coord.acquire_resource(resource_id, AccessMode.WRITE, "paused-writer", timeout=30)
     value = int(conn.get(counter_key) or 0)
-    report.put(("read", fence_args(resource_id)[1]))
+    # Redis, not the queue: a queue's feeder thread would be frozen before it sends.
+    conn.set(f"{counter_key}:paused-token", fence_args(resource_id)[1])
     os.kill(os.getpid(), signal.SIGSTOP)
     try:
         try:
