@@ -8,17 +8,30 @@ from .errors import (DeadlockError, DependencyCycleError, EmbeddedRedisError, Lo
                      TaskFailedError, TaskTimeoutError, UnknownModuleError, UnknownTaskError)
 from .executor import ModuleExecutor
 from .manager import ConcurrentModuleManager
+from .memory import (AssociativeMemory, CausalRelationType, CircularBuffer, ConceptNode,
+                     ConceptType, Episode, EpisodeType, EpisodicMemory, SemanticMemory,
+                     SemanticRelationType, TemporalMemory)
 from .modules.base import BaseModule
+from .resources import (AccessMode, FencedWriteRejected, ResourceCoordinator, ResourceLock,
+                        ResourceMetrics, ResourceType)
 from .scheduler import SchedulingPolicy, TaskScheduler
 from .security import SecurityValidator
+from .state import (ConflictResolution, RedisAgentState, StateChange, StateChangeType,
+                    StateCoordinator, StateSnapshot, SyncMetrics, SyncPolicy)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BaseModule", "ConcurrentModuleManager", "DeadlockError", "DependencyCycleError",
-    "EmbeddedRedisError", "ExecutorMetrics", "LockTimeoutError", "ManagerShutdownError",
-    "ModuleExecutor", "ModuleMetrics", "ModuleState", "ModuleTask", "PianoError", "Priority",
-    "QueueFullError", "SchedulingPolicy", "SecurityError", "SecurityValidator", "TaskContext",
-    "TaskFailedError", "TaskScheduler", "TaskSpec", "TaskStatus", "TaskTimeoutError",
-    "UnknownModuleError", "UnknownTaskError", "current_task",
+    "AccessMode", "AssociativeMemory", "BaseModule", "CausalRelationType", "CircularBuffer",
+    "ConceptNode", "ConceptType", "ConcurrentModuleManager", "ConflictResolution",
+    "DeadlockError", "DependencyCycleError", "EmbeddedRedisError", "Episode", "EpisodeType",
+    "EpisodicMemory", "ExecutorMetrics", "FencedWriteRejected", "LockTimeoutError",
+    "ManagerShutdownError", "ModuleExecutor", "ModuleMetrics", "ModuleState", "ModuleTask",
+    "PianoError", "Priority", "QueueFullError", "RedisAgentState", "ResourceCoordinator",
+    "ResourceLock", "ResourceMetrics", "ResourceType", "SchedulingPolicy", "SecurityError",
+    "SecurityValidator", "SemanticMemory", "SemanticRelationType", "StateChange",
+    "StateChangeType", "StateCoordinator", "StateSnapshot", "SyncMetrics", "SyncPolicy",
+    "TaskContext", "TaskFailedError", "TaskScheduler", "TaskSpec", "TaskStatus",
+    "TaskTimeoutError", "TemporalMemory", "UnknownModuleError", "UnknownTaskError",
+    "current_task",
 ]
