@@ -5,6 +5,10 @@ import logging
 from typing import Any
 
 
+class RunNotDefined(NotImplementedError):
+    """A module class that was run without defining run()."""
+
+
 class BaseModule:
     """A cognitive module (perception, planning, …) whose public methods run as tasks.
 
@@ -21,7 +25,7 @@ class BaseModule:
         self.logger = logging.getLogger(f"piano_dist.module.{type(self).__name__}")
 
     def run(self) -> Any:
-        raise NotImplementedError(f"{type(self).__name__} does not implement run()")
+        raise RunNotDefined(f"{type(self).__name__} does not define run()")
 
     def on_state_change(self, changes) -> None:
         """Called with applied state changes on subscribed paths; override to react."""
