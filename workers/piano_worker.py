@@ -98,8 +98,13 @@ class PianoWorker(BaseWorker):
              with_scheduler: bool = False, **_ignored: Any) -> bool:
         from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 
+        from rq.logutils import setup_loghandlers
+
         self.bootstrap(logging_level or "INFO", date_format or DEFAULT_LOGGING_DATE_FORMAT,
                        log_format or DEFAULT_LOGGING_FORMAT)
+        # piano-dist's own records (signals, discarded results, lost leases) at the same level.
+        setup_loghandlers(logging_level or "INFO", date_format or DEFAULT_LOGGING_DATE_FORMAT,
+                          log_format or DEFAULT_LOGGING_FORMAT, name="piano_dist")
         self._install_signal_handlers()
         self.engine.tick_hooks.append(self._heartbeat_tick)
         self.set_state(WorkerStatus.IDLE)
