@@ -335,3 +335,16 @@ def test_mirroring_keeps_local_types_that_equal_the_stored_value(coord):
     joiner.curr_tile = (1, 1)
     coord(joiner)
     assert joiner.curr_tile == [15, 20]  # the stored truth wins
+
+
+def test_seed_registration_surface(coord):
+    c = coord(Agent("surface"))
+    module = Recorder()
+    c.register_module("test_module", module)
+    assert c.registered_modules["test_module"] is module
+    assert c.module_versions["test_module"] == 0
+    c.unregister_module("test_module")
+    with pytest.raises(KeyError):
+        c.unregister_module("test_module")
+    with pytest.raises(ValueError):
+        c.subscribe_to_path("test_module", "goals")

@@ -155,6 +155,11 @@ class StateCoordinator:
         return by_path
 
     @property
+    def registered_modules(self) -> dict[str, Any]:
+        """module id -> module registered in this process (None once garbage-collected)."""
+        return {m: ref() for m, ref in self._modules.items()}
+
+    @property
     def module_versions(self) -> dict[str, int]:
         """Applied changes per module (agent-wide); registered modules start at 0."""
         versions = {m: 0 for m in self._modules}

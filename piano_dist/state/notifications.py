@@ -28,7 +28,7 @@ from .store import LogEntry, StateStore, stream_order
 from .tree import paths_overlap, write_into_object
 
 READ_CHUNK = 500
-WAIT_MS = 500
+WAIT_MS = 250  # also bounds how long stop() waits for the thread
 
 logger = logging.getLogger("piano_dist.state")
 
