@@ -12,8 +12,9 @@ from .memory import (AssociativeMemory, CausalRelationType, CircularBuffer, Conc
                      ConceptType, Episode, EpisodeType, EpisodicMemory, SemanticMemory,
                      SemanticRelationType, TemporalMemory)
 from .modules.base import BaseModule
-from .resources import (AccessMode, FencedWriteRejected, ResourceCoordinator, ResourceLock,
-                        ResourceMetrics, ResourceType)
+from .resources import (AccessMode, FencedWriteRejected, LockLimitError, ResourceAcquireTimeout,
+                        ResourceBusyError, ResourceCoordinator, ResourceLock, ResourceMetrics,
+                        ResourceType, UnknownResourceError, current_fence)
 from .scheduler import SchedulingPolicy, TaskScheduler
 from .security import SecurityValidator
 from .state import (ConflictResolution, RedisAgentState, StateChange, StateChangeType,
@@ -33,5 +34,6 @@ __all__ = [
     "StateChangeType", "StateCoordinator", "StateSnapshot", "SyncMetrics", "SyncPolicy",
     "TaskContext", "TaskFailedError", "TaskScheduler", "TaskSpec", "TaskStatus",
     "TaskTimeoutError", "TemporalMemory", "UnknownModuleError", "UnknownTaskError",
-    "current_task",
+    "current_task", "LockLimitError", "ResourceAcquireTimeout", "ResourceBusyError",
+    "UnknownResourceError", "current_fence",
 ]
