@@ -91,7 +91,7 @@ class PianoWorker(BaseWorker):
         else:
             log.warning("worker %s: stopping now, giving running tasks back to their queues", self.name)
             self.grace_period = 0
-            self.engine.request_stop()
+            self.engine.request_stop(now=True)
 
     def work(self, burst: bool = False, logging_level: str | None = None, date_format: str | None = None,
              log_format: str | None = None, max_jobs: int | None = None, max_idle_time: int | None = None,

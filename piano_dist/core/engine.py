@@ -72,9 +72,11 @@ class SlotEngine:
         self.on_finished = on_finished
         self.active: dict[str, TaskContext] = {}
         self._threads: dict[str, threading.Thread] = {}
-        self._lock = threading.Lock()
+        # Re-entrant: a signal handler (request_stop) runs on the main thread, which may hold it.
+        self._lock = threading.RLock()
         self._slot_freed = threading.Condition(self._lock)
         self._stop_claiming = threading.Event()
+        self._stop_now = threading.Event()
         self._paused = False
         self._stopped = threading.Event()
         self._supervisor: threading.Thread | None = None
@@ -113,8 +115,12 @@ class SlotEngine:
     def paused(self) -> bool:
         return self._paused
 
-    def request_stop(self) -> None:
+    def request_stop(self, now: bool = False) -> None:
+        """Stop claiming; with ``now``, also cut short a drain in progress (running tasks
+        are given back to their queues)."""
         self._stop_claiming.set()
+        if now:
+            self._stop_now.set()
         with self._slot_freed:
             self._slot_freed.notify_all()
 
@@ -137,7 +143,7 @@ class SlotEngine:
     def drain(self, grace: float) -> None:
         deadline = time.monotonic() + grace
         with self._slot_freed:
-            while self.active and time.monotonic() < deadline:
+            while self.active and time.monotonic() < deadline and not self._stop_now.is_set():
                 self._slot_freed.wait(timeout=max(0.0, min(0.5, deadline - time.monotonic())))
             leftover = list(self.active.values())
         for ctx in leftover:
