@@ -98,7 +98,7 @@ class DistributedReflectionModule(BaseModule):
         questions = self._focal_points(recent)
         with ThreadPoolExecutor(max_workers=max(1, min(self.max_workers, len(questions))),
                                 thread_name_prefix="piano-reflection") as pool:
-            thoughts = [t for t in pool.map(self._insight, questions) if t is not None]
+            thoughts = [t for t in pool.map(lambda q: self._insight(q, newest), questions) if t is not None]
         # Move the cursor past the thoughts just written, so a reflection never triggers
         # the next one by itself.
         last = max([newest] + [t.node_count for t in thoughts])
@@ -115,8 +115,11 @@ class DistributedReflectionModule(BaseModule):
                                   f"in the statements.")
         return parse_steps(reply, self.focal_points) or [recent[0].description]
 
-    def _insight(self, question: str):
-        evidence = [s.node for s in self.memory.retrieve_scored(question, self.evidence_count)]
+    def _insight(self, question: str, newest: int):
+        # Evidence comes from the memories as they were when this reflection began: the
+        # insights written by its sibling threads meanwhile are not evidence for each other.
+        scored = self.memory.retrieve_scored(question, self.evidence_count + self.focal_points)
+        evidence = [s.node for s in scored if s.node.node_count <= newest][:self.evidence_count]
         if not evidence:
             return None
         numbered = "\n".join(f"{i + 1}. {n.description}" for i, n in enumerate(evidence))
