@@ -57,6 +57,11 @@ class DagNode(BaseModule):
     def fail(self, label):
         raise RuntimeError(f"deliberate failure of {label}")
 
+    def nap(self, label, seconds=0.1):
+        """No Redis access of its own: for tests that take Redis away."""
+        time.sleep(seconds)
+        return label
+
 
 class Flaky(BaseModule):
     """Fails the first ``failures`` runs (counted in Redis under ``key``), then succeeds."""
