@@ -27,7 +27,7 @@ def manager(redis_url):
 def worker(redis_url, redis_client):
     w = WorkerProcess(redis_url, concurrency=1, name="ctl-worker")
     try:
-        wait_for_workers(redis_client, ["ctl-worker"])
+        wait_for_workers(redis_client, ["ctl-worker"], procs=[w])
         yield w
     finally:
         w.stop()

@@ -23,7 +23,7 @@ def _rq(*args: str) -> list[str]:
 def test_rq_info_lists_piano_queues_and_worker(redis_url, redis_client):
     worker = WorkerProcess(redis_url, concurrency=2, name="seen-by-rq")
     try:
-        wait_for_workers(redis_client, ["seen-by-rq"])
+        wait_for_workers(redis_client, ["seen-by-rq"], procs=[worker])
         out = subprocess.run(_rq("info", "--url", redis_url), capture_output=True,
                              text=True, timeout=30, env=worker_env(redis_url))
     finally:

@@ -79,7 +79,7 @@ def test_two_worker_processes_share_the_queues(manager, redis_client, redis_url)
     manager.register_module("rec", Recorder())
     workers = [WorkerProcess(redis_url, concurrency=2, name=f"share-{i}") for i in range(2)]
     try:
-        wait_for_workers(redis_client, ["share-0", "share-1"])
+        wait_for_workers(redis_client, ["share-0", "share-1"], procs=workers)
         ids = [manager.submit_task("rec", kwargs={"label": f"t{i}", "sleep": 0.3}) for i in range(8)]
         manager.wait(ids, timeout=30)
     finally:

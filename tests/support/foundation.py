@@ -55,9 +55,15 @@ def records(client: redis.Redis, key: str = "test:record") -> list[dict]:
     return out
 
 
-def wait_for_workers(client: redis.Redis, names: list[str], timeout: float = 20.0) -> None:
-    """Until each named worker process has registered and published its slots."""
+def wait_for_workers(client: redis.Redis, names: list[str], timeout: float = 30.0, procs: list = ()) -> None:
+    """Until each named worker process has registered and published its slots.
+
+    ``procs`` (WorkerProcess objects) are checked too: one that exits fails at once, with its stderr."""
     def ready():
+        for proc in procs:
+            if not proc.alive():
+                raise AssertionError(f"worker process {proc.pid} exited {proc.proc.returncode}:\n"
+                                     f"{proc.stderr_text()}")
         return all(client.exists(f"piano:worker:{n}:metrics") and client.exists(f"rq:worker:{n}")
                    for n in names)
     wait_until(ready, timeout=timeout, message=f"workers {names} to start")
