@@ -254,6 +254,49 @@ def redis_url() -> None:
     click.echo(url)
 
 
+def _policy_store():
+    from piano_dist.connection import get_connection
+    from piano_dist.scheduling_policy import PolicyStore
+
+    return PolicyStore(get_connection(), Keys())
+
+
+@main.command()
+@click.argument("name", required=False,
+                type=click.Choice(["priority_first", "round_robin", "fair_share", "weighted_priority",
+                                   "shortest_job_first"], case_sensitive=False))
+@click.option("--aging", type=click.FloatRange(min=0.001), default=None,
+              help="WEIGHTED_PRIORITY: seconds of waiting worth one priority level.")
+def policy(name: str | None, aging: float | None) -> None:
+    """Show, or set for every worker, the cluster's scheduling policy (docs/scheduling.md)."""
+    store = _policy_store()
+    if name is not None or aging is not None:
+        store.set_policy(name or store.get().policy, aging)
+    config = store.get()
+    click.echo(f"policy: {config.policy.value} (aging {config.aging_interval:g}s per level)")
+    for module, quota in sorted(config.quotas.items()):
+        click.echo(f"  quota {module}: {quota}")
+
+
+@main.command()
+@click.argument("module")
+@click.argument("n", type=int, required=False)
+@click.option("--clear", is_flag=True, help="Remove the module's quota.")
+def quota(module: str, n: int | None, clear: bool) -> None:
+    """Cap MODULE's running tasks across the cluster at N (FAIR_SHARE shares by quota)."""
+    store = _policy_store()
+    if clear:
+        click.echo(f"quota of {module} {'removed' if store.clear_quota(module) else 'was not set'}")
+        return
+    if n is None:
+        raise click.UsageError("give N (an integer >= 1), or --clear")
+    try:
+        store.set_quota(module, n)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="N") from None
+    click.echo(f"quota {module}: {n}")
+
+
 def _attach_optional_commands() -> None:
     try:
         from .locks_command import locks

@@ -106,6 +106,17 @@ class Keys:
         """Tasks waiting out a retry delay, scored by when they may run (ms)."""
         return self._k("delayed")
 
+    # --- scheduling (TaskScheduler; read by the claim script) ------------------------
+    @property
+    def sched(self) -> str:
+        """Hash: policy, aging_ms, fairness, indexed — the cluster's scheduling policy."""
+        return self._k("sched")
+
+    def sched_part(self, part: str) -> str:
+        """quota (module -> cap), running (module -> running count), rr (queue -> last
+        module served), stats (starts/waits per priority and module)."""
+        return self._k("sched", part)
+
     # --- workers -------------------------------------------------------------------
     def worker_metrics(self, worker_name: str) -> str:
         return self._k("worker", worker_name, "metrics")

@@ -52,7 +52,7 @@ class ConcurrentModuleManager:
                  enable_monitoring: bool = True, task_timeout: float | None = 30.0, *,
                  redis_url: str | None = None, connection: redis.Redis | None = None,
                  prefix: str | None = None, agent_id: str | None = None,
-                 scheduling_policy: SchedulingPolicy | str = SchedulingPolicy.PRIORITY_FIRST,
+                 scheduling_policy: SchedulingPolicy | str | None = None,
                  timing: Timing | None = None):
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 0:
             raise ValueError(f"max_workers must be a non-negative integer, not {max_workers!r}")
@@ -75,6 +75,9 @@ class ConcurrentModuleManager:
         self.module_configs: dict[str, dict] = {}
         self.module_states: dict[str, ModuleState] = {}
         self.module_metrics: dict[str, ModuleMetrics] = {}
+        # A policy given here becomes the cluster's (every worker follows it); None keeps
+        # whatever is set (PRIORITY_FIRST on a new Redis), so a manager opened only to
+        # look does not reset it.
         self.task_scheduler = TaskScheduler(scheduling_policy, max_pending_tasks=max_queue_size,
                                             connection=self.connection, prefix=self.keys.prefix)
         self.module_executor = ModuleExecutor(max_workers, max_queue_size, enable_monitoring,

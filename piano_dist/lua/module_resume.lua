@@ -19,6 +19,7 @@ for i = 1, #KEYS do
   local ids = redis.call('LRANGE', held, 0, -1)
   for j = #ids, 1, -1 do
     redis.call('LPUSH', KEYS[i], ids[j])
+    sched_index(ids[j], string.sub(KEYS[i], 10), module, true)
     redis.call('HDEL', job_key(ids[j]), 'piano_wait_reason')
   end
   redis.call('DEL', held)

@@ -44,6 +44,7 @@ if outcome == 'failed' then
   local retries = tonumber(f[5] or '0')
   if retries > 0 then
     redis.call('HSET', jk, 'piano_retries_left', retries - 1, 'piano_error', payload)
+    sched_unclaim(id)
     redis.call('ZREM', RUNNING, id)
     redis.call('ZREM', 'rq:wip:' .. f[7], id .. ':' .. attempt)
     redis.call('HINCRBY', STATS, 'backlog', 1)

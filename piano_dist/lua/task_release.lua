@@ -25,6 +25,7 @@ if f[5] == '1' then
   settle_children(id, 'cancelled', 'cancelled while running', ts, ttl)
   return 'cancelled'
 end
+sched_unclaim(id)
 redis.call('ZREM', RUNNING, id)
 redis.call('ZREM', 'rq:wip:' .. f[4], id .. ':' .. attempt)
 redis.call('HINCRBY', KEYS[1], 'piano_attempts', -1)

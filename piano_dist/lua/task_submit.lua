@@ -49,6 +49,7 @@ local fields = {}
 for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('HINCRBY', STATS, 'submitted', 1)
+redis.call('HINCRBY', SCHED .. ':stats', 'submitted:p:' .. (redis.call('HGET', KEYS[1], 'piano_priority') or '3'), 1)
 local ts = now_ms()
 
 if failed_parent then

@@ -39,6 +39,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', RUNNING, '-inf', ts, 'LIMIT', 0,
       settle_children(id, 'failed', why, ts, ttl)
       abandoned = abandoned + 1
     else
+      sched_unclaim(id)
       redis.call('ZREM', RUNNING, id)
       redis.call('ZREM', 'rq:wip:' .. f[4], id .. ':' .. attempts)
       redis.call('HSET', jk, 'piano_last_loss', lost)

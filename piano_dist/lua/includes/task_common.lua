@@ -62,6 +62,28 @@ local function publish(event, id, fields)
   redis.call('PUBLISH', EVENTS, cjson.encode(fields))
 end
 
+-- Scheduling state shared with task_claim (see includes/sched_claim.lua, docs/scheduling.md).
+local SCHED = P .. ':sched'
+
+-- ROUND_ROBIN and FAIR_SHARE pick by module, so while one of them is the cluster's
+-- policy every queued task is also listed under (queue, module). Entries are hints:
+-- the claim drops any whose task is no longer queued.
+local function sched_index(id, origin, module, at_front)
+  if not module or redis.call('HGET', SCHED, 'indexed') ~= '1' then return end
+  local sub = SCHED .. ':q:' .. origin .. ':' .. module
+  if at_front then redis.call('LPUSH', sub, id) else redis.call('RPUSH', sub, id) end
+  redis.call('ZADD', SCHED .. ':mods:' .. origin, 0, module)
+end
+
+-- A run ended (finish, timeout, release, sweep): free its module's cluster-wide running
+-- slot. Idempotent: only a run the claim counted holds the piano_sched_slot field.
+local function sched_unclaim(id)
+  local jk = job_key(id)
+  if redis.call('HDEL', jk, 'piano_sched_slot') == 1 then
+    redis.call('HINCRBY', SCHED .. ':running', redis.call('HGET', jk, 'piano_module') or '?', -1)
+  end
+end
+
 local function wake(n)
   -- One token per newly runnable task; the cap keeps an unattended list small.
   for _ = 1, n do redis.call('RPUSH', WAKEUP, '1') end
@@ -72,11 +94,15 @@ end
 local function push_queued(id, origin, ts, at_front)
   local jk = job_key(id)
   redis.call('HSET', jk, 'status', 'queued', 'piano_status', 'queued', 'enqueued_at', iso(ts))
+  -- Wait start for aging and wait metrics; a task given back keeps the wait it had.
+  if at_front then redis.call('HSETNX', jk, 'piano_enq_ms', ts) else redis.call('HSET', jk, 'piano_enq_ms', ts) end
   redis.call('ZREM', 'rq:deferred:' .. origin, id)
   local qkey = 'rq:queue:' .. origin
   if at_front then redis.call('LPUSH', qkey, id) else redis.call('RPUSH', qkey, id) end
   redis.call('SADD', 'rq:queues', qkey)
-  publish('queued', id, {module = redis.call('HGET', jk, 'piano_module')})
+  local module = redis.call('HGET', jk, 'piano_module')
+  sched_index(id, origin, module, at_front)
+  publish('queued', id, {module = module})
   wake(1)
 end
 
@@ -89,6 +115,7 @@ local function set_terminal(id, status, error, ts, ttl)
   if error then redis.call('HSET', jk, 'piano_error', error) end
   if previous == 'queued' or previous == 'deferred' then redis.call('HINCRBY', STATS, 'backlog', -1) end
   if previous == 'running' then
+    sched_unclaim(id)
     redis.call('ZREM', RUNNING, id)
     redis.call('ZREM', 'rq:wip:' .. origin, id .. ':' .. (f[4] or '0'))
   end
