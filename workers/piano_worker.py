@@ -17,6 +17,7 @@ import socket
 import uuid
 from typing import Any
 
+import redis
 from rq.serializers import JSONSerializer
 from rq.worker import BaseWorker, WorkerStatus
 
@@ -77,6 +78,12 @@ class PianoWorker(BaseWorker):
         else:
             self.failed_job_count += 1
         self.total_working_time += elapsed
+        try:  # RQ reads these counts from the worker's hash (`rq info`: "jobs: N finished, M failed")
+            self.connection.hincrby(self.key, "successful_job_count" if status == "completed"
+                                    else "failed_job_count", 1)
+            self.connection.hincrbyfloat(self.key, "total_working_time", elapsed)
+        except redis.RedisError:
+            pass  # figures only; the task's outcome is already recorded
 
     def _install_signal_handlers(self) -> None:
         signal.signal(signal.SIGINT, self._on_signal)
