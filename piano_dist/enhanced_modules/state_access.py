@@ -52,8 +52,13 @@ class AgentStateAccess:
         return coordinator.state_version
 
     def close(self) -> None:
-        if self._owned and self._coordinator is not None:
+        """Shut down a coordinator built here; the next use builds a fresh one."""
+        with self._guard:
+            coordinator, owned = self._coordinator, self._owned
+            if owned:
+                self._coordinator, self._owned, self._registered = None, False, False
+        if owned and coordinator is not None:
             try:
-                self._coordinator.shutdown()
+                coordinator.shutdown()
             except Exception:  # closing must never fail the module's shutdown
                 pass
