@@ -98,3 +98,27 @@ def test_quick_start_on_embedded_redis(tmp_path):
 
     wait_until(lambda: not _pid_alive(pid), timeout=10, message="the embedded redis-server to exit")
     assert not (home / "redis.url").exists()
+
+
+def test_processes_starting_at_once_share_one_embedded_server(tmp_path):
+    import subprocess
+    import sys
+
+    from support.workers import TESTS_DIR
+
+    home = tmp_path / "piano-home"
+    env = {k: v for k, v in os.environ.items() if k not in ("PIANO_REDIS_URL", "REDIS_URL")}
+    env["PIANO_HOME"] = str(home)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [TESTS_DIR, env.get("PYTHONPATH")]))
+    procs = [subprocess.Popen([sys.executable, "-c", EMBEDDED_URL], env=env, cwd=str(tmp_path),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    try:
+        outputs = [p.communicate(timeout=60) for p in procs]
+    finally:
+        stop = run_cli(["redis", "stop"], None, env={"PIANO_HOME": str(home), "PIANO_REDIS_URL": None,
+                                                     "REDIS_URL": None}, cwd=str(tmp_path))
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outputs]
+    urls = {out.strip() for out, _ in outputs}
+    assert len(urls) == 1, urls
+    assert sum(err.count("started embedded Redis") for _, err in outputs) == 1, [e for _, e in outputs]
+    assert stop.stdout.strip() == "stopped"
