@@ -202,6 +202,15 @@ class ConcurrentModuleManager:
             rows = pipe.execute()
         n = len(PRIORITY_LEVELS)
         queued = {level: rows[i] for i, level in enumerate(PRIORITY_LEVELS)}
+        paused = sorted(m.decode() for m in rows[2 * n + 3])
+        if paused:  # a paused module's tasks wait on its held lists: still queued
+            with self.connection.pipeline(transaction=False) as pipe:
+                for module in paused:
+                    for level in range(1, n + 1):
+                        pipe.llen(keys.held(module, level))
+                held = pipe.execute()
+            for j, count in enumerate(held):
+                queued[PRIORITY_LEVELS[j % n]] += count
         deferred = sum(rows[n:2 * n])
         running = rows[2 * n]
         stats = {k.decode(): int(v) for k, v in rows[2 * n + 1].items()}
@@ -219,7 +228,7 @@ class ConcurrentModuleManager:
             "tasks_by_status": {s.value: stats.get(s.value, 0) for s in TaskStatus if s.is_terminal},
             "workers": workers,
             "total_slots": sum(w["slots"] for w in workers),
-            "paused_modules": sorted(m.decode() for m in rows[2 * n + 3]),
+            "paused_modules": paused,
             "is_paused": self.module_executor.is_paused(),
             "is_shutdown": self._is_shutdown,
             "uptime_seconds": time.time() - self._started_at,
