@@ -47,6 +47,9 @@ def test_paused_module_waits_then_runs_in_priority_order(manager, worker, redis_
         assert "paused" in status.get("waiting_because", ""), status
     system = manager.get_system_status()
     assert system["paused_modules"] == ["rec"]
+    # Held for the paused module, they still count as queued, each at its priority.
+    assert system["queued_tasks"] == 5
+    assert system["queued_by_priority"] == {p.name.lower(): 1 for p in order}
 
     manager.resume_module("rec")
     statuses = manager.wait(list(ids.values()), timeout=20)
