@@ -9,13 +9,28 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import signal
 import traceback
 from typing import Any, Callable
 
 _FORK = multiprocessing.get_context("fork")
 
 
-def _child(call: Callable[[], Any], conn) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Linux: get SIGKILL when the worker dies, so a SIGKILLed worker leaves no orphan
+    running the attempt that is about to be re-run elsewhere."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        return
+    if os.getppid() != parent:  # the worker died before prctl took effect
+        os._exit(1)
+
+
+def _child(call: Callable[[], Any], conn, parent: int) -> None:
+    _die_with_parent(parent)
     try:
         value = call()
         conn.send(("ok", json.dumps(value)))
@@ -32,7 +47,7 @@ def run_in_child(call: Callable[[], Any], should_stop: Callable[[], bool], poll:
     """Run ``call()`` in a forked child. Returns ("completed", json) or ("failed", text);
     ("killed", reason) when ``should_stop()`` turned true and the child was killed."""
     receiver, sender = _FORK.Pipe(duplex=False)
-    process = _FORK.Process(target=_child, args=(call, sender), daemon=True)
+    process = _FORK.Process(target=_child, args=(call, sender, os.getpid()), daemon=True)
     process.start()
     sender.close()
     if on_start:
