@@ -1,5 +1,6 @@
 """Dead and stopping workers: SIGKILL (lease expiry, re-queue, attempts, abandonment)
 and SIGTERM (finish running tasks, take no new work; twice: give them back at once)."""
+import os
 import signal
 
 import pytest
@@ -126,3 +127,32 @@ def test_second_sigterm_stops_at_once_and_gives_running_tasks_back(manager, redi
     for r in runs(redis_client):
         by_label.setdefault(r["label"], []).append(r["worker"])
     assert by_label == {"R0": [w1.name, w2.name], "R1": [w1.name, w2.name]}
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_process_isolation_task_dies_with_its_sigkilled_worker(manager, redis_url, redis_client):
+    """A forked task process must not outlive its SIGKILLed worker: the task is re-run
+    elsewhere, and an orphan would keep running the old attempt alongside it."""
+    with Workers(redis_url) as workers:
+        w1 = workers.start(concurrency=1, log_level="WARNING", env={"PIANO_ISOLATION": "process"})
+        tid = manager.submit_task("log", "run", args=("T",), kwargs={"sleep": 6.0})
+        wait_until(lambda: redis_client.llen("test:runs") == 1, timeout=20, message="the task to start")
+        child_pid = runs(redis_client)[0]["pid"]
+        assert child_pid != w1.pid
+        w1.kill()
+        try:
+            wait_until(lambda: not _pid_running(child_pid), timeout=3,
+                       message=f"task process {child_pid} to die with its worker")
+        finally:
+            if _pid_running(child_pid):
+                os.kill(child_pid, signal.SIGKILL)
+        w2 = workers.start(concurrency=1, log_level="WARNING")
+        st = manager.wait([tid], timeout=20)[tid]
+    assert st["status"] == "completed" and st["worker"] == w2.name and st["attempts"] == 2

@@ -66,13 +66,15 @@ def test_cancel_queued_and_deferred_tasks_cascade_and_never_run(manager, redis_u
     assert redis_client.hget("piano:stats", "backlog") == b"0"
 
 
-def test_cancel_running_task_ends_cancelled_when_it_returns(manager, redis_url, redis_client):
+@pytest.mark.parametrize("isolation", ["thread", "process"])
+def test_cancel_running_task_ends_cancelled_when_it_returns(manager, redis_url, redis_client, isolation):
     r = manager.submit_task("sleeper", "until_cancelled", kwargs={"limit": 60})
     child = manager.submit_task("log", "run", args=("child",), dependencies=[r])
     grandchild = manager.submit_task("log", "run", args=("grandchild",), dependencies=[child])
     tolerant = manager.submit_task("log", "run", args=("tolerant",), dependencies=[r], allow_failure=[r])
     with Workers(redis_url) as workers:
-        workers.start(concurrency=2, log_level="WARNING")
+        # Thread: the run sees ctx.cancelled and returns. Process: its child process is killed.
+        workers.start(concurrency=2, log_level="WARNING", env={"PIANO_ISOLATION": isolation})
         wait_until(lambda: manager.get_task_status(r)["status"] == "running", timeout=20, message="task running")
         assert manager.cancel_task(r) is True
         st = manager.get_task_status(r)
