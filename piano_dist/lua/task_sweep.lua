@@ -26,9 +26,14 @@ local requeued, abandoned, released = 0, 0, 0
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', RUNNING, '-inf', ts, 'LIMIT', 0, limit)) do
   local jk = job_key(id)
   local f = redis.call('HMGET', jk, 'piano_status', 'piano_attempts', 'piano_max_attempts', 'origin',
-    'worker_name')
+    'worker_name', 'piano_cancel')
   if f[1] ~= 'running' then
     redis.call('ZREM', RUNNING, id)
+  elseif f[6] == '1' then
+    -- Cancellation was requested and the run is gone: end it cancelled, do not run it again.
+    local why = 'cancelled while running (worker ' .. (f[5] or '?') .. ' stopped renewing its lease)'
+    set_terminal(id, 'cancelled', why, ts, ttl)
+    settle_children(id, 'cancelled', why, ts, ttl)
   else
     local attempts = tonumber(f[2] or '0')
     local max_attempts = tonumber(f[3] or '') or max_default
