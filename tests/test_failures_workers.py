@@ -156,3 +156,18 @@ def test_process_isolation_task_dies_with_its_sigkilled_worker(manager, redis_ur
         w2 = workers.start(concurrency=1, log_level="WARNING")
         st = manager.wait([tid], timeout=20)[tid]
     assert st["status"] == "completed" and st["worker"] == w2.name and st["attempts"] == 2
+
+
+def test_cancel_requested_while_its_worker_is_dead_does_not_run_it_again(manager, redis_url, redis_client):
+    with Workers(redis_url) as workers:
+        a = workers.start(concurrency=1, log_level="WARNING")
+        tid = manager.submit_task("log", "run", args=("T",), kwargs={"sleep": 3.0})
+        child = manager.submit_task("log", "run", args=("child",), dependencies=[tid])
+        wait_until(lambda: redis_client.llen("test:runs") == 1, timeout=20, message="the task to start")
+        a.kill()
+        assert manager.cancel_task(tid) is True  # still "running" until its lease lapses
+        workers.start(concurrency=1, log_level="WARNING")
+        final = manager.wait([tid, child], timeout=20)
+    assert final[tid]["status"] == "cancelled", final[tid]
+    assert final[child]["status"] == "dependency_failed" and tid in final[child]["error"]
+    assert [r["label"] for r in runs(redis_client)] == ["T"], "a cancelled task was run again"
