@@ -142,13 +142,13 @@ def test_process_isolation_task_dies_with_its_sigkilled_worker(manager, redis_ur
     elsewhere, and an orphan would keep running the old attempt alongside it."""
     with Workers(redis_url) as workers:
         w1 = workers.start(concurrency=1, log_level="WARNING", env={"PIANO_ISOLATION": "process"})
-        tid = manager.submit_task("log", "run", args=("T",), kwargs={"sleep": 6.0})
+        tid = manager.submit_task("log", "run", args=("T",), kwargs={"sleep": 4.0})
         wait_until(lambda: redis_client.llen("test:runs") == 1, timeout=20, message="the task to start")
         child_pid = runs(redis_client)[0]["pid"]
         assert child_pid != w1.pid
         w1.kill()
         try:
-            wait_until(lambda: not _pid_running(child_pid), timeout=3,
+            wait_until(lambda: not _pid_running(child_pid), timeout=1.5,
                        message=f"task process {child_pid} to die with its worker")
         finally:
             if _pid_running(child_pid):
