@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from piano_dist.core.types import Priority
+from piano_dist.errors import PianoError, UnknownTaskError
 from piano_dist.keys import PRIORITY_LEVELS, Keys
 
 from .errors import FriendlyGroup
@@ -137,7 +138,7 @@ def status(task_id: str | None, as_json: bool) -> None:
     else:
         data = client.get_status(task_id)
         if data is None:
-            raise click.ClickException(f"unknown task id {task_id}")
+            raise UnknownTaskError(f"unknown task id {task_id}")
     if as_json:
         _echo_json(data)
         return
@@ -152,9 +153,9 @@ def cancel(task_id: str) -> None:
     client = _client()
     before = client.get_status(task_id)
     if before is None:
-        raise click.ClickException(f"unknown task id {task_id}")
+        raise UnknownTaskError(f"unknown task id {task_id}")
     if not client.cancel(task_id):
-        raise click.ClickException(f"task {task_id} already ended {before['status']}")
+        raise PianoError(f"task {task_id} already ended {before['status']}")
     after = client.get_status(task_id)
     click.echo(f"{task_id}: {'cancellation requested (running)' if after['status'] == 'running' else after['status']}")
 
@@ -250,7 +251,7 @@ def redis_url() -> None:
 
     url = EmbeddedRedis().running_url()
     if url is None:
-        raise click.ClickException("the embedded Redis is not running (start it: piano-dist redis start)")
+        raise PianoError("the embedded Redis is not running (start it: piano-dist redis start)")
     click.echo(url)
 
 

@@ -13,11 +13,11 @@ Rules (documented in the README's "Input rules" section):
 from __future__ import annotations
 
 import json
-import math
 import re
 from typing import Any
 
 from .errors import SecurityError
+from .json_values import check_json_value
 
 MAX_DEPTH = 32
 MAX_PAYLOAD_BYTES = 1_000_000
@@ -27,33 +27,7 @@ _MODULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
 def _check_json(value: Any, where: str, depth: int) -> None:
-    if depth > MAX_DEPTH:
-        raise SecurityError(f"{where} is nested deeper than {MAX_DEPTH} levels")
-    if value is None or isinstance(value, (bool, str, int)):
-        return
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise SecurityError(f"{where} is {value!r}: only finite numbers are JSON values")
-        return
-    if isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            _check_json(item, f"{where}[{i}]", depth + 1)
-        return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise SecurityError(f"{where} has a non-string key {key!r}: JSON object keys are strings")
-            _check_json(item, f"{where}[{key!r}]", depth + 1)
-        return
-    raise SecurityError(
-        f"{where} is a {type(value).__name__} ({_short(value)}), which is not JSON-serializable; "
-        "pass str, int, float, bool, None, lists or dicts"
-    )
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    check_json_value(value, where, MAX_DEPTH, depth)
 
 
 class SecurityValidator:

@@ -16,11 +16,11 @@ offending input, so a caller never has to guess why a write was refused.
 from __future__ import annotations
 
 import json
-import math
 import re
 from typing import Any
 
 from ..errors import SecurityError
+from ..json_values import check_json_value
 
 MAX_PATH_LENGTH = 255
 MAX_PATH_DEPTH = 16
@@ -79,28 +79,7 @@ def validate_state_value(value: Any, where: str = "state value") -> Any:
 
 
 def _check(value: Any, where: str, depth: int) -> None:
-    if depth > MAX_VALUE_DEPTH:
-        raise SecurityError(f"{where} is nested deeper than {MAX_VALUE_DEPTH} levels")
-    if value is None or isinstance(value, (bool, str, int)):
-        return
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise SecurityError(f"{where} is {value!r}; only finite numbers are JSON values")
-        return
-    if isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            _check(item, f"{where}[{i}]", depth + 1)
-        return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise SecurityError(f"{where} has non-string key {key!r}; JSON object keys are strings")
-            _check(item, f"{where}[{key!r}]", depth + 1)
-        return
-    raise SecurityError(
-        f"{where} is a {type(value).__name__}, which is not a JSON value; "
-        "use str, int, float, bool, None, lists or dicts with string keys"
-    )
+    check_json_value(value, where, MAX_VALUE_DEPTH, depth)
 
 
 def validate_agent_id(agent_id: Any) -> str:
