@@ -103,7 +103,9 @@ def test_reflection_waits_for_enough_importance_then_stores_thoughts(redis_clien
 
 def test_one_reflection_at_a_time_per_agent(redis_client):
     reflection = DistributedReflectionModule(None, agent_id="alice", llm=None, connection=redis_client)
-    lock = redis_client.lock(reflection.keys.reflection_key("alice", "running"), timeout=30)
+    import redis_lock
+
+    lock = redis_lock.Lock(redis_client, reflection.keys.reflection_key("alice", "running"), expire=30)
     assert lock.acquire(blocking=False)
     try:
         assert reflection.run(force=True) == {

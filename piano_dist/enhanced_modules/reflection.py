@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import redis
+import redis_lock
 
 from ..keys import Keys
 from ..memory import scoring
@@ -76,16 +77,18 @@ class DistributedReflectionModule(BaseModule):
         return {**self.reflect(), "importance": importance, "threshold": self.importance_threshold}
 
     def reflect(self) -> dict[str, Any]:
-        lock = self.connection.lock(self.keys.reflection_key(self.agent_id, "running"),
-                                    timeout=self.lock_timeout, blocking=False)
-        if not lock.acquire():
+        # An exclusive lease lock is all this needs: python-redis-lock's, renewed while the
+        # reflection runs, so a slow LLM cannot let a second reflection in.
+        lock = redis_lock.Lock(self.connection, self.keys.reflection_key(self.agent_id, "running"),
+                               expire=max(1, int(self.lock_timeout)), auto_renewal=True)
+        if not lock.acquire(blocking=False):
             return {"agent_id": self.agent_id, "reflected": False, "reason": "another reflection is running"}
         try:
             return self._reflect_locked()
         finally:
             try:
                 lock.release()
-            except Exception:  # expired meanwhile: nothing left to release
+            except redis_lock.NotAcquired:  # expired meanwhile: nothing left to release
                 pass
 
     def _reflect_locked(self) -> dict[str, Any]:
