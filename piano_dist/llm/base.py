@@ -7,6 +7,7 @@ all workers (the number that shows whether modules really overlap their waits).
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -19,7 +20,7 @@ class LLMError(RuntimeError):
     """The model could not answer (HTTP error, malformed reply, …)."""
 
 
-class LLMClient:
+class LLMClient(ABC):
     def __init__(self, *, connection: redis.Redis | None = None, prefix: str | None = None):
         self.connection = connection
         self.keys = Keys(prefix)
@@ -27,11 +28,13 @@ class LLMClient:
         self._in_flight = 0
         self.calls = 0
 
+    @abstractmethod
     def complete(self, prompt: str, **kw: Any) -> str:
-        raise NotImplementedError
+        """The model's answer to ``prompt``."""
 
+    @abstractmethod
     def embed(self, text: str) -> list[float]:
-        raise NotImplementedError
+        """An embedding vector for ``text``."""
 
     @property
     def in_flight(self) -> int:
