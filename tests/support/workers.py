@@ -20,11 +20,14 @@ def worker_env(redis_url: str, extra: dict | None = None) -> dict:
 
 
 class WorkerProcess:
+    """A real `piano-dist worker` process. With ``log_path`` its output goes to that file
+    (readable while it runs); otherwise stderr is kept for a post-mortem."""
+
     def __init__(self, redis_url: str, concurrency: int = 4, name: str | None = None,
                  queues: list[str] | None = None, burst: bool = False, env: dict | None = None,
-                 grace: float = 30.0):
+                 grace: float = 30.0, log_level: str = "WARNING", log_path: str | None = None):
         args = [sys.executable, "-m", "piano_dist.cli.main", "worker", "--concurrency", str(concurrency),
-                "--grace", str(grace), "--log-level", "WARNING"]
+                "--grace", str(grace), "--log-level", log_level]
         if name:
             args += ["--name", name]
         for q in queues or []:
@@ -32,8 +35,11 @@ class WorkerProcess:
         if burst:
             args.append("--burst")
         self.name = name
-        self.proc = subprocess.Popen(args, env=worker_env(redis_url, env), stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+        self.log_path = log_path
+        self._log = open(log_path, "wb") if log_path else None
+        self.proc = subprocess.Popen(args, env=worker_env(redis_url, env),
+                                     stdout=self._log or subprocess.DEVNULL,
+                                     stderr=subprocess.STDOUT if self._log else subprocess.PIPE)
 
     @property
     def pid(self) -> int:
@@ -42,14 +48,16 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def kill(self) -> None:
+    def signal(self, signum: int) -> None:
         if self.alive():
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
+            self.proc.send_signal(signum)
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
 
     def terminate(self) -> None:
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
+        self.signal(signal.SIGTERM)
 
     def wait(self, timeout: float = 30) -> int:
         return self.proc.wait(timeout=timeout)
@@ -61,8 +69,14 @@ class WorkerProcess:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill()
+        if self._log is not None:
+            self._log.close()
+
+    def log(self) -> str:
+        with open(self.log_path, "rb") as fh:
+            return fh.read().decode(errors="replace")
 
     def stderr_text(self) -> str:
-        if self.alive():
+        if self.alive() or self._log is not None:
             return ""
         return self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
