@@ -20,10 +20,15 @@ def _read(*parts: str) -> str:
     return resources.files("piano_dist").joinpath("lua", *parts).read_text()
 
 
+def lua_include(name: str) -> str:
+    """The text of lua/includes/NAME.lua, for scripts assembled outside this package."""
+    return _read("includes", f"{name}.lua")
+
+
 @lru_cache(maxsize=None)
 def lua_source(name: str) -> str:
     """A script's text with its ``--!include NAME`` lines replaced by lua/includes/NAME.lua."""
-    return _INCLUDE.sub(lambda m: _read("includes", f"{m.group(1)}.lua"), _read(f"{name}.lua"))
+    return _INCLUDE.sub(lambda m: lua_include(m.group(1)), _read(f"{name}.lua"))
 
 
 class ScriptSet:

@@ -32,12 +32,7 @@
   Returns {node_id, node_count, type_count, evicted}.
   Errors: "FENCED <key> latest=<n> token=<t>".
 ]]
-if ARGV[1] ~= '' then
-  local latest = tonumber(redis.call('GET', ARGV[1]) or '0')
-  if latest > tonumber(ARGV[2]) then
-    return redis.error_reply('FENCED ' .. ARGV[1] .. ' latest=' .. latest .. ' token=' .. ARGV[2])
-  end
-end
+--!include fence_check
 
 local nodes, order, embeddings, emb_refs, accessed = KEYS[1], KEYS[2], KEYS[4], KEYS[5], KEYS[6]
 local base, node_type = ARGV[3], ARGV[4]

@@ -9,12 +9,7 @@
   Returns the number of keys deleted.
   Errors: "FENCED <key> latest=<n> token=<t>".
 ]]
-if ARGV[1] ~= '' then
-  local latest = tonumber(redis.call('GET', ARGV[1]) or '0')
-  if latest > tonumber(ARGV[2]) then
-    return redis.error_reply('FENCED ' .. ARGV[1] .. ' latest=' .. latest .. ' token=' .. ARGV[2])
-  end
-end
+--!include fence_check
 local n = 0
 for i = 1, #KEYS do n = n + redis.call('DEL', KEYS[i]) end
 return n

@@ -29,12 +29,7 @@
   Returns {event_id, episode_id, joined (0|1), evicted episode count}.
   Errors: "FENCED <key> latest=<n> token=<t>".
 ]]
-if ARGV[1] ~= '' then
-  local latest = tonumber(redis.call('GET', ARGV[1]) or '0')
-  if latest > tonumber(ARGV[2]) then
-    return redis.error_reply('FENCED ' .. ARGV[1] .. ' latest=' .. latest .. ' token=' .. ARGV[2])
-  end
-end
+--!include fence_check
 
 local events, episodes, activity, seq, causal = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local ts = tonumber(ARGV[4])

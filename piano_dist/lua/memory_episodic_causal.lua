@@ -14,12 +14,7 @@
   Returns the number of relations the source now has.
   Errors: "FENCED …", "UNKNOWN_EVENT <id>".
 ]]
-if ARGV[1] ~= '' then
-  local latest = tonumber(redis.call('GET', ARGV[1]) or '0')
-  if latest > tonumber(ARGV[2]) then
-    return redis.error_reply('FENCED ' .. ARGV[1] .. ' latest=' .. latest .. ' token=' .. ARGV[2])
-  end
-end
+--!include fence_check
 for i = 3, 4 do
   if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 0 then
     return redis.error_reply('UNKNOWN_EVENT ' .. ARGV[i])

@@ -12,12 +12,7 @@
   Returns the number of ids that were present in the records hash.
   Errors: "FENCED <key> latest=<n> token=<t>".
 ]]
-if ARGV[1] ~= '' then
-  local latest = tonumber(redis.call('GET', ARGV[1]) or '0')
-  if latest > tonumber(ARGV[2]) then
-    return redis.error_reply('FENCED ' .. ARGV[1] .. ' latest=' .. latest .. ' token=' .. ARGV[2])
-  end
-end
+--!include fence_check
 
 local kinds = {}
 for i = 2, #KEYS do kinds[i] = redis.call('TYPE', KEYS[i])['ok'] end

@@ -13,12 +13,7 @@
   Returns the number of concepts raised.
   Errors: "FENCED <key> latest=<n> token=<t>".
 ]]
-if ARGV[1] ~= '' then
-  local latest = tonumber(redis.call('GET', ARGV[1]) or '0')
-  if latest > tonumber(ARGV[2]) then
-    return redis.error_reply('FENCED ' .. ARGV[1] .. ' latest=' .. latest .. ' token=' .. ARGV[2])
-  end
-end
+--!include fence_check
 local now_h, decay = tonumber(ARGV[3]), tonumber(ARGV[4])
 local raised = 0
 for i = 5, #ARGV, 2 do

@@ -28,12 +28,7 @@
   Returns {concept_id, created (0|1), evicted}.
   Errors: "FENCED <key> latest=<n> token=<t>".
 ]]
-if ARGV[1] ~= '' then
-  local latest = tonumber(redis.call('GET', ARGV[1]) or '0')
-  if latest > tonumber(ARGV[2]) then
-    return redis.error_reply('FENCED ' .. ARGV[1] .. ' latest=' .. latest .. ' token=' .. ARGV[2])
-  end
-end
+--!include fence_check
 
 local concepts, names, activation, relations, rel_index = KEYS[1], KEYS[2], KEYS[3], KEYS[5], KEYS[6]
 local base = ARGV[3]

@@ -18,12 +18,7 @@
   Returns {relation_id, source_id, target_id}.
   Errors: "FENCED …", "UNKNOWN_CONCEPT <ref>".
 ]]
-if ARGV[1] ~= '' then
-  local latest = tonumber(redis.call('GET', ARGV[1]) or '0')
-  if latest > tonumber(ARGV[2]) then
-    return redis.error_reply('FENCED ' .. ARGV[1] .. ' latest=' .. latest .. ' token=' .. ARGV[2])
-  end
-end
+--!include fence_check
 local function resolve(ref)
   if redis.call('HEXISTS', KEYS[1], ref) == 1 then return ref end
   return redis.call('HGET', KEYS[2], ref)

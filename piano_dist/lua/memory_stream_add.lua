@@ -21,12 +21,7 @@
   Returns {id, removed}: removed counts expired plus evicted entries (maybe the new one).
   Errors: "FENCED <key> latest=<n> token=<t>" when a newer lock was granted.
 ]]
-if ARGV[1] ~= '' then
-  local latest = tonumber(redis.call('GET', ARGV[1]) or '0')
-  if latest > tonumber(ARGV[2]) then
-    return redis.error_reply('FENCED ' .. ARGV[1] .. ' latest=' .. latest .. ' token=' .. ARGV[2])
-  end
-end
+--!include fence_check
 
 local records, order, access_n, access_t = KEYS[1], KEYS[2], KEYS[4], KEYS[5]
 local seq = redis.call('INCR', KEYS[3])

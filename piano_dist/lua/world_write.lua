@@ -11,12 +11,7 @@
 
   Returns the new world version.
 ]]
-if ARGV[1] ~= '' then
-  local latest = tonumber(redis.call('GET', ARGV[1]) or '0')
-  if latest > tonumber(ARGV[2]) then
-    return redis.error_reply('FENCED ' .. ARGV[1] .. ' latest=' .. latest .. ' token=' .. ARGV[2])
-  end
-end
+--!include fence_check
 if ARGV[3] == 'set' then
   for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 else

@@ -36,19 +36,13 @@ import threading
 from contextvars import ContextVar
 
 from ..errors import FencedWriteRejected
+from ..scripts import lua_include
 
 __all__ = [
     "FENCE_CHECK_LUA", "FencedWriteRejected", "current_fence", "fence_args", "raise_if_fenced",
 ]
 
-FENCE_CHECK_LUA = """\
-if ARGV[1] ~= '' then
-  local latest = tonumber(redis.call('GET', ARGV[1]) or '0')
-  if latest > tonumber(ARGV[2]) then
-    return redis.error_reply('FENCED ' .. ARGV[1] .. ' latest=' .. latest .. ' token=' .. ARGV[2])
-  end
-end
-"""
+FENCE_CHECK_LUA = lua_include("fence_check")
 
 # (resource_id, lock_id, fence_key, token) of WRITE/EXCLUSIVE locks taken in this
 # context. Immutable tuples: asyncio tasks copy contexts, and a shared mutable list
