@@ -299,11 +299,12 @@ def quota(module: str, n: int | None, clear: bool) -> None:
 
 
 def _attach_optional_commands() -> None:
-    try:
-        from .locks_command import locks
-    except ImportError:  # the resources package is optional while it is being built
-        return
-    main.add_command(locks)
+    # Commands with modules of their own (kept out of this file to keep it small).
+    from .demo_command import demo
+    from .locks_command import locks
+
+    for command in (demo, locks):
+        main.add_command(command)
 
 
 _attach_optional_commands()

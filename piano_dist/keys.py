@@ -218,3 +218,8 @@ class Keys:
     def llm_key(self, part: str) -> str:
         """part: in_flight (calls now waiting on a model), calls (total started)."""
         return self._k("llm", part)
+
+    # --- the multi-agent demo (piano_dist.demo) ----------------------------------------
+    def demo_stats(self, run_id: str) -> str:
+        """Counters one demo run's modules add to (actions, lock waits)."""
+        return self._k("demo", run_id, "stats")

@@ -27,6 +27,10 @@ class BaseModule:
     def run(self) -> Any:
         raise RunNotDefined(f"{type(self).__name__} does not define run()")
 
+    def shutdown(self) -> None:
+        """Release what the module holds (pools, connections). Its owner calls this; being
+        defined here keeps it (and overrides of it) out of the methods tasks may run."""
+
     def on_state_change(self, changes) -> None:
         """Called with applied state changes on subscribed paths; override to react."""
 

@@ -1,0 +1,151 @@
+"""The demo's world, agents, module registrations and task graph.
+
+One agent tick is perception (CRITICAL) → planning (HIGH) → action (HIGH), with
+retrieval (NORMAL) alongside planning and reflection in the background (LOW). An
+agent's tick t+1 waits only for its own tick t's action: there is no global barrier.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..core.client import TaskSpec
+from ..core.registry import ModuleRegistry
+from ..core.types import Priority
+from ..enhanced_modules import (ConcurrentPlanningModule, DistributedReflectionModule,
+                                MemoryRetrievalModule, ParallelPerceptionModule)
+from ..state import RedisAgentState
+from ..world import GridWorld
+from .action import AgentActionModule
+
+GOALS = (
+    "bake bread for the morning market", "finish the town mural", "organise the harvest festival",
+    "learn the names of every neighbour", "repair the old clock tower", "write a letter to a friend",
+    "find fresh herbs by the river", "practise the violin before the concert",
+    "help a neighbour move house", "plan a surprise party at the cafe",
+)
+
+# kind → (task id suffix, priority)
+STEPS = {"perceive": Priority.CRITICAL, "plan": Priority.HIGH, "act": Priority.HIGH,
+         "recall": Priority.NORMAL, "reflect": Priority.LOW}
+
+
+def agent_ids(n: int) -> list[str]:
+    width = max(2, len(str(n)))
+    return [f"agent{i:0{width}d}" for i in range(1, n + 1)]
+
+
+def module_name(kind: str, agent: str) -> str:
+    return f"{kind}.{agent}"
+
+
+@dataclass
+class Workload:
+    run_id: str
+    agents: list[str]
+    ticks: int
+    seed: int
+    world_name: str = "town"
+
+    def task_id(self, agent: str, tick: int, kind: str) -> str:
+        return f"{self.run_id}-{agent}-t{tick}-{kind}"
+
+    # --- setup ----------------------------------------------------------------------
+    def build_world(self, connection, prefix: str | None) -> GridWorld:
+        side = max(8, math.ceil(math.sqrt(len(self.agents) * 6)))
+        return GridWorld.create(self.world_name, side, side, seed=self.seed,
+                                n_objects=min(24, side * side // 4), agents=self.agents,
+                                connection=connection, prefix=prefix)
+
+    def seed_agents(self, connection, prefix: str | None) -> None:
+        rng = random.Random(self.seed)
+        now = datetime.now().isoformat()
+        for agent in self.agents:
+            state = RedisAgentState(agent, connection=connection, prefix=prefix)
+            goals = [{"id": f"goal_{agent}_{i}", "description": text, "priority": round(1.0 - i * 0.3, 2),
+                      "status": "active", "created": now}
+                     for i, text in enumerate(rng.sample(GOALS, 2))]
+            state.set("name", agent)
+            state.set("goals", goals)
+            state.set("act_description", "waking up")
+
+    def register_modules(self, registry: ModuleRegistry, prefix: str | None) -> None:
+        """Each agent's five modules, built by workers from (class, JSON config).
+
+        One prototype per kind gives the class path and runnable methods; only the
+        config (agent_id, world, llm) differs per agent."""
+        connection = registry.connection
+        prototypes = {
+            "perceive": ParallelPerceptionModule(None, agent_id=self.agents[0], world=self.world_name,
+                                                 store_percepts=True, connection=connection, prefix=prefix),
+            "plan": ConcurrentPlanningModule(None, max_concurrent_goals=2, agent_id=self.agents[0], llm="auto",
+                                             connection=connection, prefix=prefix),
+            "act": AgentActionModule(None, agent_id=self.agents[0], world=self.world_name, seed=self.seed,
+                                     run_id=self.run_id, connection=connection, prefix=prefix),
+            "recall": MemoryRetrievalModule(None, n=5, agent_id=self.agents[0], connection=connection,
+                                            prefix=prefix),
+            "reflect": DistributedReflectionModule(None, importance_threshold=25, agent_id=self.agents[0],
+                                                   llm="auto", connection=connection, prefix=prefix),
+        }
+        try:
+            for kind, prototype in prototypes.items():
+                base = prototype.registration_config
+                for agent in self.agents:
+                    registry.register(module_name(kind, agent), prototype, {**base, "agent_id": agent},
+                                      agent_id=agent)
+        finally:
+            for prototype in prototypes.values():
+                prototype.shutdown()
+
+    # --- the task graph ---------------------------------------------------------------
+    def specs(self) -> list[TaskSpec]:
+        specs: list[TaskSpec] = []
+        for tick in range(self.ticks):
+            for agent in self.agents:
+                ids = {kind: self.task_id(agent, tick, kind) for kind in STEPS}
+                previous = [self.task_id(agent, tick - 1, "act")] if tick else None
+                goal_hint = ["what should I do next"]
+                specs += [
+                    TaskSpec(module_name("perceive", agent), "run", priority=STEPS["perceive"],
+                             dependencies=previous, task_id=ids["perceive"]),
+                    TaskSpec(module_name("plan", agent), "run", priority=STEPS["plan"],
+                             dependencies=[ids["perceive"]], task_id=ids["plan"]),
+                    TaskSpec(module_name("recall", agent), "run", kwargs={"focal_points": goal_hint},
+                             priority=STEPS["recall"], dependencies=[ids["perceive"]], task_id=ids["recall"]),
+                    TaskSpec(module_name("act", agent), "run", kwargs={"tick": tick}, priority=STEPS["act"],
+                             dependencies=[ids["plan"]], task_id=ids["act"]),
+                    TaskSpec(module_name("reflect", agent), "run", priority=STEPS["reflect"],
+                             dependencies=[ids["perceive"]], task_id=ids["reflect"]),
+                ]
+        return specs
+
+    def unregister_modules(self, registry: ModuleRegistry) -> None:
+        for kind in STEPS:
+            for agent in self.agents:
+                registry.connection.hdel(registry.keys.modules, module_name(kind, agent))
+
+
+def chain_kinds() -> tuple[str, ...]:
+    """The tasks on an agent's critical path within one tick."""
+    return ("perceive", "plan", "act")
+
+
+def summarise_statuses(workload: Workload, statuses: dict[str, dict | None]) -> dict[str, Any]:
+    """Per-agent tick latencies and the critical-path ideal, from the tasks' own times."""
+    latencies, ideal_by_agent = [], {}
+    for agent in workload.agents:
+        chain_total = 0.0
+        for tick in range(workload.ticks):
+            first = statuses.get(workload.task_id(agent, tick, "perceive")) or {}
+            last = statuses.get(workload.task_id(agent, tick, "act")) or {}
+            if first.get("started_at") and last.get("ended_at") and last.get("status") == "completed":
+                latencies.append(last["ended_at"] - first["started_at"])
+            for kind in chain_kinds():
+                st = statuses.get(workload.task_id(agent, tick, kind)) or {}
+                if st.get("started_at") and st.get("ended_at"):
+                    chain_total += st["ended_at"] - st["started_at"]
+        ideal_by_agent[agent] = chain_total
+    return {"tick_latencies": latencies, "critical_path_seconds": max(ideal_by_agent.values(), default=0.0)}
