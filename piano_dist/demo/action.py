@@ -59,16 +59,18 @@ class AgentActionModule(BaseModule):
         rng = random.Random(f"{self.seed}:{self.agent_id}:{tick}")
         dx, dy = rng.choice(STEPS)
         width, height = self.world.size
+        # Only this agent's own actions move it, and they run one after another (each tick
+        # depends on the last), so its position can be read before taking the lock: the
+        # lock covers just the two writes that must land together.
+        here = self.world.agent_position(self.agent_id) or (0, 0)
+        x = min(max(here[0] + dx, 0), width - 1)
+        y = min(max(here[1] + dy, 0), height - 1)
+        activity = str(decision)[:120]
         asked = time.monotonic()
         with self.coordinator.acquire_context(self.world.resource_id, AccessMode.WRITE,
                                               f"action.{self.agent_id}", timeout=self.lock_timeout):
             waited = time.monotonic() - asked
-            here = self.world.agent_position(self.agent_id) or (0, 0)
-            x = min(max(here[0] + dx, 0), width - 1)
-            y = min(max(here[1] + dy, 0), height - 1)
-            activity = str(decision)[:120]
-            self.world.move_agent(self.agent_id, x, y, activity)
-            self.world.add_event(x, y, self.agent_id, "is", activity)
+            self.world.step_agent(self.agent_id, x, y, activity)
         self._memory.add_event(datetime.now(), None, self.agent_id, "is", activity,
                                f"{self.agent_id} is {activity} at ({x}, {y})", [activity.split(" ")[0]],
                                rng.randint(1, 9), None, None)

@@ -68,6 +68,7 @@ class DemoRun:
         self._progress = threading.Condition()
         self.llm_in_flight_peak = 0
         self._llm_samples: list[int] = []
+        self._baseline: dict[str, int] = {}
 
     # --- workers -------------------------------------------------------------------
     def worker_environment(self) -> dict[str, str]:
@@ -102,7 +103,18 @@ class DemoRun:
                 proc.wait(timeout=5)
 
     # --- the run ---------------------------------------------------------------------
+    def _counters(self) -> dict[str, int]:
+        """Cluster counters this run adds to (they outlive runs: the report shows deltas)."""
+        changes = conflicts = 0
+        for agent in self.workload.agents:
+            agent_stats = StateStore(agent, connection=self.connection, prefix=self.prefix).stats()
+            changes += agent_stats.get("total_changes", 0)
+            conflicts += agent_stats.get("conflicts_resolved", 0)
+        llm_calls = int(self.connection.get(self.manager.keys.llm_key("calls")) or 0)
+        return {"state_changes": changes, "state_conflicts_resolved": conflicts, "llm_calls": llm_calls}
+
     def setup(self) -> None:
+        self._baseline = self._counters()
         self.workload.build_world(self.connection, self.prefix)
         self.workload.seed_agents(self.connection, self.prefix)
         self.workload.register_modules(self.manager.client.registry, self.prefix)
@@ -157,11 +169,7 @@ class DemoRun:
         steps = len(latencies)
         stats = {k.decode(): float(v) for k, v in
                  self.connection.hgetall(self.manager.keys.demo_stats(self.workload.run_id)).items()}
-        changes = conflicts = 0
-        for agent in self.workload.agents:
-            agent_stats = StateStore(agent, connection=self.connection, prefix=self.prefix).stats()
-            changes += agent_stats.get("total_changes", 0)
-            conflicts += agent_stats.get("conflicts_resolved", 0)
+        counters = {k: v - self._baseline.get(k, 0) for k, v in self._counters().items()}
         ideal = timing["critical_path_seconds"]
         cfg = self.config
         return {
@@ -180,9 +188,7 @@ class DemoRun:
             "lock_waits": int(stats.get("lock_waits", 0)),
             "lock_wait_seconds": round(stats.get("lock_wait_seconds", 0.0), 3),
             "actions": int(stats.get("actions", 0)),
-            "state_changes": changes,
-            "state_conflicts_resolved": conflicts,
-            "llm_calls": int(self.connection.get(self.manager.keys.llm_key("calls")) or 0),
+            **counters,
             "llm_in_flight_peak": self.llm_in_flight_peak,
             "llm_in_flight_mean": round(statistics.fmean(self._llm_samples), 2) if self._llm_samples else 0,
         }

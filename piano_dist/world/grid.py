@@ -55,6 +55,7 @@ class GridWorld(Environment):
         self.connection = get_connection(redis_url, connection)
         self.keys = Keys(prefix)
         self._scripts = ScriptSet(self.connection)
+        self._size: tuple[int, int] | None = None
 
     def _key(self, part: str) -> str:
         return self.keys.world_key(self.name, part)
@@ -168,6 +169,25 @@ class GridWorld(Environment):
             "description": description or f"{subject} {predicate} {obj}"}))
         return event_id
 
+    def step_agent(self, agent_id: str, x: int, y: int, activity: str, predicate: str = "is",
+                   obj: str | None = None) -> str:
+        """Move an agent and leave an event on its new tile, atomically and in one round
+        trip (for callers that hold the world lock: the shorter the hold, the better).
+        Returns the event id."""
+        self._check_tile(x, y)
+        obj = activity if obj is None else obj
+        fence_key, token = fence_args(self.resource_id)
+        try:
+            event_id, _ = self._scripts.world_step(
+                keys=[self._key("agents"), self._key("events"), self._key("meta"), self._key("version")],
+                args=[fence_key, token, agent_id, _dumps({"x": x, "y": y, "activity": activity}),
+                      _dumps({"x": x, "y": y, "subject": agent_id, "predicate": predicate, "object": obj,
+                              "description": f"{agent_id} {predicate} {obj}"})])
+        except redis.ResponseError as exc:
+            raise_if_fenced(exc)
+            raise
+        return event_id.decode() if isinstance(event_id, bytes) else event_id
+
     def remove_event(self, event_id: str) -> int:
         return self._write("events", "del", event_id)
 
@@ -180,10 +200,14 @@ class GridWorld(Environment):
     # --- reads ----------------------------------------------------------------------------
     @property
     def size(self) -> tuple[int, int]:
-        width, height = self.connection.hmget(self._key("meta"), "width", "height")
-        if width is None:
-            raise KeyError(f"world {self.name!r} does not exist; create it with GridWorld.create")
-        return int(width), int(height)
+        # A world's size is fixed when it is created, so one read per instance is enough
+        # (GridWorld.create returns a new instance).
+        if self._size is None:
+            width, height = self.connection.hmget(self._key("meta"), "width", "height")
+            if width is None:
+                raise KeyError(f"world {self.name!r} does not exist; create it with GridWorld.create")
+            self._size = int(width), int(height)
+        return self._size
 
     @property
     def version(self) -> int:
