@@ -153,6 +153,7 @@ class ModuleExecutor:
 
     def get_thread_info(self) -> dict[str, Any]:
         return {"max_workers": self.max_workers, "active_threads": self.get_active_task_count(),
+                "peak_active_threads": self.worker.engine.peak_threads if self.worker else 0,
                 "process_threads": threading.active_count()}
 
     def __enter__(self):

@@ -208,6 +208,7 @@ class DemoRun:
         finally:
             if not self.config.external_workers:
                 self.stop_workers()
+            self.workload.unregister_modules(self.manager.client.registry)
             self.manager.shutdown()
         if self.config.report_path:
             with open(self.config.report_path, "w") as fh:
