@@ -148,4 +148,7 @@ def summarise_statuses(workload: Workload, statuses: dict[str, dict | None]) -> 
                 if st.get("started_at") and st.get("ended_at"):
                     chain_total += st["ended_at"] - st["started_at"]
         ideal_by_agent[agent] = chain_total
-    return {"tick_latencies": latencies, "critical_path_seconds": max(ideal_by_agent.values(), default=0.0)}
+    busy = sum(st["ended_at"] - st["started_at"] for st in statuses.values()
+               if st and st.get("started_at") and st.get("ended_at"))
+    return {"tick_latencies": latencies, "critical_path_seconds": max(ideal_by_agent.values(), default=0.0),
+            "busy_seconds": busy}
