@@ -54,3 +54,16 @@ def test_demo_completes_every_tick_when_a_worker_is_killed(redis_url):
     assert killed, "the worker was never killed: the run ended before a quarter of its tasks"
     assert report["tasks_by_status"] == {"completed": 8 * 4 * 5}
     assert report["agent_steps"] == 8 * 4
+
+
+def test_demo_runs_on_external_workers(redis_url):
+    from support.workers import WorkerProcess
+
+    worker = WorkerProcess(redis_url, concurrency=8)
+    try:
+        config = DemoConfig(agents=4, ticks=2, external_workers=True, report_path=None, timeout=120)
+        report = DemoRun(config, redis_url=redis_url).run()
+        assert report["tasks_by_status"] == {"completed": 4 * 2 * 5}
+        assert report["slots"] == 8
+    finally:
+        worker.stop()
