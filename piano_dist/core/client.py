@@ -160,6 +160,10 @@ class TaskClient:
         })
         if tolerated:
             fields["piano_allow_failure"] = json.dumps(tolerated)
+        if parents:
+            # A record for RQ tools (rq-dashboard's job page lists them), in RQ 3's own form.
+            # Scheduling never reads it: the graph lives in the :pending/:children keys.
+            fields["dependency_ids"] = json.dumps(parents)
         fields = {k: v for k, v in fields.items() if v is not None}
         return PreparedTask(task_id, queue_name, fields, parents, tolerated, spec.callback)
 

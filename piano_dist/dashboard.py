@@ -1,0 +1,70 @@
+"""rq-dashboard on piano-dist's Redis, with the two adjustments it needs.
+
+Importing this module adjusts rq-dashboard in place (its own code is not forked), so
+it serves both ``piano-dist dashboard`` and plain ``rq-dashboard --config
+piano_dist.dashboard --redis-url ...`` (rq-dashboard imports its ``--config`` module
+before it serves anything; this module defines no upper-case names, so it adds no
+settings).
+
+1. piano-dist's tasks are RQ jobs written with RQ's JSONSerializer. rq-dashboard reads
+   job payloads and results with pickle unless it was started with ``--json``; then
+   every job list and job page of piano-dist's queues fails (UnpicklingError).
+2. rq-dashboard 0.9's job data (``/<n>/data/job/<id>.json``, which the job page loads)
+   does ``di.decode()`` on each of ``job.dependency_ids``: written for RQ 1.x, whose
+   property returned the raw SMEMBERS bytes. RQ 3 returns str, so the page of any job
+   with dependencies fails with AttributeError. The job class rq-dashboard's views
+   use is swapped for a subclass that hands them bytes again.
+
+rq-dashboard 0.9 also imports ``six`` without declaring it: the ``dashboard`` extra
+installs it (``pip install 'piano-dist[dashboard]'``).
+"""
+from __future__ import annotations
+
+import inspect
+
+import rq_dashboard.web as _web  # ImportError here: rq-dashboard (or six) is missing
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+
+class DashboardJob(Job):
+    """The job class rq-dashboard's views fetch with (nothing else uses it)."""
+
+    @property
+    def dependency_ids(self) -> list:
+        # RQ's own record of a job's parents is the rq:job:<id>:dependencies set, which
+        # RQ's enqueue fills; piano-dist keeps its graph in its own keys and records a
+        # task's parents in the hash's `dependency_ids` field (read into _dependency_ids),
+        # so both are listed. Bytes, because that is what rq-dashboard 0.9 decodes.
+        ids = list(self._dependency_ids)
+        ids += [i for i in super().dependency_ids if i not in ids]
+        return [i.encode() for i in ids]
+
+
+def _decodes_dependency_ids() -> bool:
+    """Whether the installed rq-dashboard still has the call that needs bytes."""
+    try:
+        return ".decode(" in inspect.getsource(_web.job_info)
+    except (OSError, TypeError):  # no source shipped: assume the 0.9 code
+        return True
+
+
+def apply_compat() -> None:
+    """Adjust rq-dashboard for piano-dist (idempotent); done on import of this module."""
+    _web.config.serializer = JSONSerializer
+    if _web.Job is Job and _decodes_dependency_ids():
+        _web.Job = DashboardJob
+
+
+def make_app(redis_url: str):
+    """rq-dashboard's Flask app, adjusted, reading ``redis_url``."""
+    from rq_dashboard.cli import make_flask_app
+
+    apply_compat()
+    app = make_flask_app(None, None, None, "")
+    app.config["RQ_DASHBOARD_REDIS_URL"] = redis_url
+    _web.setup_rq_connection(app)
+    return app
+
+
+apply_compat()
