@@ -41,13 +41,16 @@ class ClaimedTask:
     attempt: int
     origin: str
     agent_id: str | None
+    registration: bytes | None = None  # the module's registration as the claim read it
 
     @classmethod
     def from_row(cls, row: list) -> "ClaimedTask":
-        text = [v.decode() if isinstance(v, bytes) else v for v in row]
+        text = [v.decode() if isinstance(v, bytes) else v for v in row[:8]]
         args, kwargs = json.loads(text[3]) if text[3] else ([], {})
+        registration = row[8] if len(row) > 8 else None
         return cls(text[0], text[1], text[2], args, kwargs, float(text[4]) if text[4] else None,
-                   int(text[5]), text[6], text[7] or None)
+                   int(text[5]), text[6], text[7] or None,
+                   registration if isinstance(registration, bytes) else (registration or "").encode())
 
 
 class SlotEngine:
@@ -211,7 +214,7 @@ class SlotEngine:
 
     def _execute(self, task: ClaimedTask, ctx: TaskContext) -> None:
         try:
-            module = self.loader.get(task.module)
+            module = self.loader.get(task.module, task.registration)
         except ModuleLoadError as exc:
             log.warning("worker %s cannot load module %s: %s", self.worker_name, task.module, exc)
             self._release(ctx, f"worker {self.worker_name} cannot load module {task.module}: {exc}")

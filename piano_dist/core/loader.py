@@ -38,15 +38,27 @@ class ModuleLoader:
         self.retry_after = retry_after
         self._built: dict[str, tuple[str, Any]] = {}
         self._failed: dict[str, tuple[float, str]] = {}
+        self._parsed: dict[str, tuple[bytes, ModuleRegistration]] = {}
         self._lock = threading.Lock()
 
-    def get(self, name: str) -> Any:
+    def get(self, name: str, raw_registration: bytes | None = None) -> Any:
+        """The module's instance. ``raw_registration`` is its registration as just read
+        from Redis (the claim script returns it: b"" when unregistered); without it the
+        registration is read here."""
         if name in self.local:
             return self.local[name]
+        if raw_registration is None:
+            raw = self.registry.connection.hget(self.registry.keys.modules, name)
+        else:
+            raw = raw_registration or None
         with self._lock:
-            registration = self.registry.get(name)
-            if registration is None:
+            if raw is None:
                 raise ModuleLoadError(f"module {name!r} is not registered")
+            registration = self._parsed.get(name)
+            if registration is None or registration[0] != raw:
+                registration = (raw, ModuleRegistration.from_json(name, raw))
+                self._parsed[name] = registration
+            registration = registration[1]
             cached = self._built.get(name)
             if cached and cached[0] == registration.class_path:
                 return cached[1]

@@ -19,7 +19,8 @@
   ARGV[5]    JSON list of module names this worker cannot load
   ARGV[6]    how many skipped tasks to look past per queue before giving up on it
 
-  Returns a list of {id, module, method, payload, timeout, attempts, origin, agent}.
+  Returns a list of {id, module, method, payload, timeout, attempts, origin, agent,
+  registration} (registration: the module's JSON in <prefix>:modules, "" if none).
 ]]
 --!include task_common
 
@@ -31,6 +32,7 @@ local paused_key = P .. ':paused'
 local any_paused = redis.call('SCARD', paused_key) > 0
 local policy_cfg = redis.call('HMGET', SCHED, 'policy', 'aging_ms', 'fairness', 'indexed')
 local SCHED_STATS = SCHED .. ':stats'
+local MODULES = P .. ':modules'
 local FIELDS = {'piano_status', 'piano_module', 'piano_method', 'piano_payload', 'piano_timeout', 'origin',
   'piano_agent', 'piano_priority', 'piano_enq_ms'}
 
@@ -65,7 +67,9 @@ local function start_run(id, f)
     redis.call('HINCRBY', SCHED_STATS, 'dependency_violations', 1)  -- must never happen
   end
   publish('started', id, {module = module, worker = worker})
-  claimed[#claimed + 1] = {id, module, f[3], f[4], f[5] or '', tostring(attempts), f[6], f[7] or ''}
+  -- The module's registration rides along, so the worker need not read it per task.
+  claimed[#claimed + 1] = {id, module, f[3], f[4], f[5] or '', tostring(attempts), f[6], f[7] or '',
+    redis.call('HGET', MODULES, module) or ''}
 end
 
 --!include sched_pick
