@@ -300,11 +300,12 @@ def quota(module: str, n: int | None, clear: bool) -> None:
 
 def _attach_optional_commands() -> None:
     # Commands with modules of their own (kept out of this file to keep it small).
+    from .bench_command import bench
     from .dashboard_command import dashboard
     from .demo_command import demo
     from .locks_command import locks
 
-    for command in (dashboard, demo, locks):
+    for command in (bench, dashboard, demo, locks):
         main.add_command(command)
 
 
