@@ -17,7 +17,6 @@ import socket
 import uuid
 from typing import Any
 
-import redis
 from rq.serializers import JSONSerializer
 from rq.worker import BaseWorker, WorkerStatus
 
@@ -57,7 +56,8 @@ class PianoWorker(BaseWorker):
         self.engine = SlotEngine(self.connection, self.name, self.queue_names(), self.concurrency,
                                  self.loader, keys=self.keys, timing=self.timing,
                                  on_finished=self._count_outcome,
-                                 isolation=isolation or os.environ.get("PIANO_ISOLATION", "thread"))
+                                 isolation=isolation or os.environ.get("PIANO_ISOLATION", "thread"),
+                                 rq_worker_key=self.key)
         self._signals_seen = 0
 
     # --- RQ's lifecycle, kept --------------------------------------------------------
@@ -77,13 +77,9 @@ class PianoWorker(BaseWorker):
             self.successful_job_count += 1
         else:
             self.failed_job_count += 1
+        # The same counts in the worker's RQ hash (what `rq info` shows) are written by the
+        # finish script itself, in the round trip that records the outcome.
         self.total_working_time += elapsed
-        try:  # RQ reads these counts from the worker's hash (`rq info`: "jobs: N finished, M failed")
-            self.connection.hincrby(self.key, "successful_job_count" if status == "completed"
-                                    else "failed_job_count", 1)
-            self.connection.hincrbyfloat(self.key, "total_working_time", elapsed)
-        except redis.RedisError:
-            pass  # figures only; the task's outcome is already recorded
 
     def _install_signal_handlers(self) -> None:
         signal.signal(signal.SIGINT, self._on_signal)

@@ -57,7 +57,7 @@ class SlotEngine:
     def __init__(self, connection: redis.Redis, worker_name: str, queue_names: list[str],
                  concurrency: int, loader: ModuleLoader, keys: Keys | None = None,
                  timing: Timing | None = None, on_finished: Callable[[str, str, float], None] | None = None,
-                 isolation: str = "thread"):
+                 isolation: str = "thread", rq_worker_key: str = ""):
         if isolation not in ("thread", "process"):
             raise ValueError(f"isolation must be 'thread' or 'process', not {isolation!r}")
         self.isolation = isolation
@@ -73,7 +73,15 @@ class SlotEngine:
         self.lease_ms = int(self.timing.lease * 1000)
         self.scripts = ScriptSet(connection)
         self.on_finished = on_finished
+        self.rq_worker_key = rq_worker_key
         self.active: dict[str, TaskContext] = {}
+        # Outcomes wait here for the finisher thread, which records them in pipelined
+        # batches: one round trip for every outcome that arrived meanwhile, and the slots
+        # they free are claimed again together.
+        self._outbox: list[tuple[TaskContext, list, float]] = []
+        self._outbox_ready = threading.Condition()
+        self._finisher: threading.Thread | None = None
+        self._finisher_stop = False
         self._threads: dict[str, threading.Thread] = {}
         # Re-entrant: a signal handler (request_stop) runs on the main thread, which may hold it.
         self._lock = threading.RLock()
@@ -99,6 +107,9 @@ class SlotEngine:
         if self._supervisor is None:
             self._supervisor = threading.Thread(target=self._supervise, name="piano-supervisor", daemon=True)
             self._supervisor.start()
+        if self._finisher is None:
+            self._finisher = threading.Thread(target=self._finish_loop, name="piano-finisher", daemon=True)
+            self._finisher.start()
 
     def run(self, burst: bool = False) -> None:
         """Run in the calling thread until stopped (a worker process's main loop)."""
@@ -134,6 +145,7 @@ class SlotEngine:
         if self._dispatcher is not None and self._dispatcher is not threading.current_thread():
             self._dispatcher.join(timeout=5)
         self.drain(grace)
+        self._stop_finisher()
         self._stopped.set()
         if self._supervisor is not None:
             self._supervisor.join(timeout=5)
@@ -270,30 +282,63 @@ class SlotEngine:
             entry["exc_string"] = b64encode(zlib.compress(payload.encode())).decode()
         return json.dumps(entry)
 
-    def _finish(self, ctx: TaskContext, outcome: str, payload: str, elapsed: float, value: Any = None,
-                free_slot: bool = True) -> None:
+    def _finish(self, ctx: TaskContext, outcome: str, payload: str, elapsed: float, value: Any = None) -> None:
+        """Hand the outcome to the finisher thread; the slot frees once it is recorded."""
         args = [self.keys.prefix, ctx.task_id, self.worker_name, ctx.attempt, outcome, payload,
-                self.timing.result_ttl, int(elapsed * 1000), self._rq_result(ctx, outcome, payload, value)]
-        result = None
+                self.timing.result_ttl, int(elapsed * 1000), self._rq_result(ctx, outcome, payload, value),
+                self.rq_worker_key]
+        with self._outbox_ready:
+            self._outbox.append((ctx, args, elapsed))
+            self._outbox_ready.notify()
+
+    def _finish_loop(self) -> None:
+        while True:
+            with self._outbox_ready:
+                while not self._outbox and not self._finisher_stop:
+                    self._outbox_ready.wait(timeout=1.0)
+                if not self._outbox:
+                    return
+                batch, self._outbox = self._outbox[:200], self._outbox[200:]
+            results = self._record(batch)
+            for (ctx, _, elapsed), result in zip(batch, results):
+                self._after_record(ctx, result, elapsed)
+
+    def _stop_finisher(self) -> None:
+        with self._outbox_ready:
+            self._finisher_stop = True
+            self._outbox_ready.notify_all()
+        if self._finisher is not None and self._finisher is not threading.current_thread():
+            self._finisher.join(timeout=30)
+
+    def _record(self, batch: list[tuple[TaskContext, list, float]]) -> list:
+        script = self.scripts.task_finish
         delay = 0.2
-        while result is None:
+        while True:
             try:
-                result = self.scripts.task_finish(keys=[self.keys.rq_job(ctx.task_id)], args=args)
+                with self.connection.pipeline(transaction=False) as pipe:
+                    for ctx, args, _ in batch:
+                        script(keys=[self.keys.rq_job(ctx.task_id)], args=args, client=pipe)
+                    return pipe.execute(raise_on_error=False)
             except (redis.ConnectionError, redis.TimeoutError) as exc:
-                # The outcome must not be lost: keep trying until Redis is back. The lease
-                # may lapse meanwhile; then the finish is refused and the task re-runs.
-                log.warning("could not record outcome of %s (%s); retrying", ctx.task_id, exc)
+                # Outcomes must not be lost: keep trying until Redis is back. A lease may
+                # lapse meanwhile; then that finish is refused and the task re-runs.
+                log.warning("could not record %d outcome(s) (%s); retrying", len(batch), exc)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        final = result[0].decode() if isinstance(result[0], bytes) else result[0]
-        if final == "refused":
+
+    def _after_record(self, ctx: TaskContext, result: Any, elapsed: float) -> None:
+        if isinstance(result, Exception):
+            log.error("recording the outcome of %s failed: %s", ctx.task_id, result)
+            final = "refused"
+        else:
+            final = result[0].decode() if isinstance(result[0], bytes) else result[0]
+        if final == "refused" and not isinstance(result, Exception):
             if not ctx.timed_out:
                 log.info("outcome of %s discarded: the task is no longer this run's (%s)",
                          ctx.task_id, result[1].decode() if isinstance(result[1], bytes) else result[1])
             else:
                 log.info("late result of timed-out task %s discarded", ctx.task_id)
-        if free_slot:
-            self._free(ctx)
+        self._free(ctx)
         if self.on_finished and final != "refused":
             self.on_finished(ctx.module_name, final, elapsed)
 
