@@ -36,6 +36,14 @@ class SecurityValidator:
     @classmethod
     def validate_execution_args(cls, args: Any = (), kwargs: Any = None) -> tuple[list, dict]:
         """Check task arguments; return them as (list, dict) ready to encode."""
+        args, kwargs, _, _ = cls.encode_execution_args(args, kwargs)
+        return args, kwargs
+
+    @classmethod
+    def encode_execution_args(cls, args: Any = (), kwargs: Any = None) -> tuple[list, dict, str, str]:
+        """:meth:`validate_execution_args`, also returning ``json.dumps`` of the args list and
+        of the kwargs dict (``json.dumps([args, kwargs])`` is ``f"[{args_json}, {kwargs_json}]"``),
+        so a caller encodes them once."""
         if args is None:
             args = ()
         if not isinstance(args, (list, tuple)):
@@ -50,10 +58,12 @@ class SecurityValidator:
             if not isinstance(key, str) or not _IDENTIFIER.match(key):
                 raise SecurityError(f"kwargs key {key!r} is not a valid keyword argument name")
             _check_json(value, f"kwargs[{key!r}]", 1)
-        size = len(json.dumps([list(args), kwargs]))
+        args, kwargs = list(args), dict(kwargs)
+        args_json, kwargs_json = json.dumps(args), json.dumps(kwargs)
+        size = len(args_json) + len(kwargs_json) + 4  # len(json.dumps([args, kwargs]))
         if size > MAX_PAYLOAD_BYTES:
             raise SecurityError(f"arguments are {size} bytes encoded; the limit is {MAX_PAYLOAD_BYTES}")
-        return list(args), dict(kwargs)
+        return args, kwargs, args_json, kwargs_json
 
     @classmethod
     def validate_method_name(cls, method_name: Any) -> str:

@@ -6,17 +6,16 @@ script (see piano_dist/lua/task_*.lua), so a refused submission stores nothing.
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
-import uuid
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
 import redis
-from rq.job import Job
-from rq.serializers import JSONSerializer
 
 from ..config import Timing
 from ..errors import (DependencyCycleError, QueueFullError, SecurityError, TaskFailedError,
@@ -71,12 +70,48 @@ class TaskSpec:
 
 @dataclass
 class PreparedTask:
+    """A validated task, in task_submit_many's terms (see its header): the hash fields it
+    shares with tasks of the same module, method and options (``profile``), those it shares
+    with tasks of the same arguments (``payload``), and its own (``record``)."""
+
     task_id: str
     queue_name: str
-    fields: dict
+    profile: tuple  # origin, priority, module, then field, value, …
+    payload: tuple  # piano_payload, RQ's data (zlib-compressed JSON [func, None, args, kwargs])
+    record: list  # id, created_at, then (by _submit_args) profile and payload numbers, parents, tolerated, fields
     parents: list = field(default_factory=list)
     tolerated: list = field(default_factory=list)
     callback: Callable | None = None
+
+
+_TASK_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_FUNC_JSON = json.dumps(FUNC_NAME)
+_SUBMIT_CHUNK = 500  # tasks per task_submit_many call: Redis is busy a few ms per call
+_EXISTS_CHUNK = 1000  # keys per EXISTS of submit_many's pre-check
+_stamp_second: list = [None, ""]
+
+
+def _utc_stamp() -> str:
+    """Now in RQ's utcformat ("%Y-%m-%dT%H:%M:%S.%fZ"), as RQ 3's Job.create stamps created_at."""
+    seconds, ns = divmod(time.time_ns(), 1_000_000_000)
+    cached = _stamp_second
+    if cached[0] != seconds:
+        cached[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        cached[0] = seconds
+    return f"{cached[1]}.{ns // 1000:06d}Z"
+
+
+class _BatchCache:
+    """What one submission call looks up or encodes once for all its tasks."""
+
+    __slots__ = ("registrations", "methods", "priorities", "profiles", "payloads")
+
+    def __init__(self) -> None:
+        self.registrations: dict = {}
+        self.methods: dict = {}
+        self.priorities: dict = {}
+        self.profiles: dict = {}
+        self.payloads: dict = {}
 
 
 def _iso_to_epoch(raw: bytes | None) -> float | None:
@@ -104,21 +139,48 @@ class TaskClient:
         self.queue_names = self.keys.queue_names
 
     # --- submission ---------------------------------------------------------------
-    def _prepare(self, spec: TaskSpec) -> PreparedTask:
-        registration = self.registry.require(spec.module_name)
-        method = self.registry.check_method(registration, spec.method_name)
-        args, kwargs = SecurityValidator.validate_execution_args(spec.args, spec.kwargs)
-        try:
-            priority = Priority.parse(spec.priority)
-        except ValueError as exc:
-            raise SecurityError(str(exc)) from None
+    def _registration(self, name: Any, cache: _BatchCache):
+        registration = cache.registrations.get(name) if isinstance(name, str) else None
+        if registration is None:
+            registration = cache.registrations[name] = self.registry.require(name)
+        return registration
+
+    def _method(self, registration, method_name: Any, cache: _BatchCache) -> str:
+        key = (registration.name, method_name) if isinstance(method_name, str) else None
+        method = cache.methods.get(key) if key else None
+        if method is None:
+            method = self.registry.check_method(registration, method_name)
+            cache.methods[key] = method
+        return method
+
+    @staticmethod
+    def _priority(value: Any, cache: _BatchCache) -> Priority:
+        key = (type(value), value) if type(value) in (str, int, Priority) else None
+        priority = cache.priorities.get(key) if key else None
+        if priority is None:
+            try:
+                priority = Priority.parse(value)
+            except ValueError as exc:
+                raise SecurityError(str(exc)) from None
+            if key:
+                cache.priorities[key] = priority
+        return priority
+
+    def _prepare(self, spec: TaskSpec, cache: _BatchCache | None = None) -> PreparedTask:
+        if cache is None:
+            cache = _BatchCache()
+        registration = self._registration(spec.module_name, cache)
+        method = self._method(registration, spec.method_name, cache)
+        args, kwargs, args_json, kwargs_json = SecurityValidator.encode_execution_args(spec.args, spec.kwargs)
+        priority = self._priority(spec.priority, cache)
         parents = self._check_ids(spec.dependencies, "dependencies")
         if spec.task_id is not None and spec.task_id in parents:
             raise DependencyCycleError(f"task {spec.task_id} depends on itself")
         tolerated = self._check_ids(spec.allow_failure, "allow_failure")
-        stray = set(tolerated) - set(parents)
-        if stray:
-            raise SecurityError(f"allow_failure names tasks that are not dependencies: {', '.join(sorted(stray))}")
+        if tolerated:
+            stray = set(tolerated) - set(parents)
+            if stray:
+                raise SecurityError(f"allow_failure names tasks that are not dependencies: {', '.join(sorted(stray))}")
         timeout = spec.timeout if spec.timeout is not None else self.task_timeout
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
                                     or not timeout > 0):
@@ -133,39 +195,71 @@ class TaskClient:
             raise SecurityError(f"retry_delay must be a non-negative number of seconds, not {spec.retry_delay!r}")
         if spec.callback is not None and not callable(spec.callback):
             raise SecurityError(f"callback must be callable, not {type(spec.callback).__name__}")
-        task_id = spec.task_id or f"{_ID_UNSAFE.sub('_', spec.module_name)[:40]}_{method}_{uuid.uuid4().hex[:16]}"
-        if not isinstance(task_id, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,128}", task_id):
+        task_id = spec.task_id or f"{_ID_UNSAFE.sub('_', spec.module_name)[:40]}_{method}_{os.urandom(8).hex()}"
+        if not isinstance(task_id, str) or not _TASK_ID.fullmatch(task_id):
             raise SecurityError(f"task id {task_id!r} is invalid: use 1-128 letters, digits, '_' or '-'")
-        queue_name = self.keys.queue_name(priority.level)
-        job = Job.create(
-            FUNC_NAME, args=[spec.module_name, method, *args], kwargs=kwargs,
-            connection=self.connection, id=task_id, origin=queue_name, serializer=JSONSerializer,
-            description=f"{spec.module_name}.{method}", timeout=int(timeout) + 1 if timeout else None,
-            result_ttl=self.timing.result_ttl,
-            meta={"module": spec.module_name, "method": method, "priority": priority.name.lower(),
-                  "agent": spec.agent_id or registration.agent_id},
-        )
-        fields = job.to_dict()
-        fields.update({
-            "piano_module": spec.module_name,
-            "piano_method": method,
-            "piano_priority": int(priority),
-            "piano_payload": json.dumps([args, kwargs]),
-            "piano_timeout": "" if timeout is None else repr(float(timeout)),
-            "piano_agent": spec.agent_id or registration.agent_id or "",
-            "piano_retries_left": spec.retries or 0,
-            "piano_retry_delay": spec.retry_delay or 0,
-            "piano_max_attempts": spec.max_attempts or self.timing.max_attempts,
-            "piano_attempts": 0,
-        })
+        module = spec.module_name
+        agent = spec.agent_id or registration.agent_id
+        # The hash is what RQ 3's Job.create(FUNC_NAME, args=[module, method, *args], kwargs=kwargs,
+        # serializer=JSONSerializer, ...).to_dict() gives, plus piano's fields: the fields every
+        # task has are _constant_fields, those of one module/method/options the profile.
+        # Types too: 1 == 1.0 == True as keys, but they encode differently.
+        options = (module, method, priority, agent, type(agent), timeout, type(timeout), spec.retries,
+                   type(spec.retries), spec.retry_delay, type(spec.retry_delay), spec.max_attempts,
+                   type(spec.max_attempts))
+        try:
+            profile = cache.profiles.get(options)
+        except TypeError:  # an unhashable agent id: its encoding below raises as before
+            options, profile = None, None
+        if profile is None:
+            profile = [
+                self.keys.queue_name(priority.level), str(int(priority)), module,
+                "origin", self.keys.queue_name(priority.level),
+                "description", f"{module}.{method}",
+                "meta", json.dumps({"module": module, "method": method, "priority": priority.name.lower(),
+                                    "agent": agent}),
+                "piano_module", module,
+                "piano_method", method,
+                "piano_priority", str(int(priority)),
+                "piano_timeout", "" if timeout is None else repr(float(timeout)),
+                "piano_agent", self._text(agent or ""),
+                "piano_retries_left", self._text(spec.retries or 0),
+                "piano_retry_delay", self._text(spec.retry_delay or 0),
+                "piano_max_attempts", self._text(spec.max_attempts or self.timing.max_attempts),
+            ]
+            if timeout:
+                profile += ("timeout", str(int(timeout) + 1))
+            profile = tuple(profile)
+            if options is not None:
+                cache.profiles[options] = profile
+        payload_key = (module, method, args_json, kwargs_json)
+        payload = cache.payloads.get(payload_key)
+        if payload is None:
+            data = (f"[{_FUNC_JSON}, null, [{json.dumps(module)}, {json.dumps(method)}"
+                    f"{', ' + args_json[1:-1] if args else ''}], {kwargs_json}]")
+            payload = cache.payloads[payload_key] = (f"[{args_json}, {kwargs_json}]", zlib.compress(data.encode()))
+        record = [task_id, _utc_stamp()]
         if tolerated:
-            fields["piano_allow_failure"] = json.dumps(tolerated)
+            record += ("piano_allow_failure", json.dumps(tolerated))
         if parents:
             # A record for RQ tools (rq-dashboard's job page lists them), in RQ 3's own form.
             # Scheduling never reads it: the graph lives in the :pending/:children keys.
-            fields["dependency_ids"] = json.dumps(parents)
-        fields = {k: v for k, v in fields.items() if v is not None}
-        return PreparedTask(task_id, queue_name, fields, parents, tolerated, spec.callback)
+            record += ("dependency_ids", json.dumps(parents))
+        return PreparedTask(task_id, profile[0], profile, payload, record, parents, tolerated, spec.callback)
+
+    def _text(self, value: Any) -> str:
+        """A hash value as Redis stores it (redis-py's encoding: str as is, int/float as text)."""
+        if isinstance(value, str):
+            return value
+        if type(value) is int:
+            return str(value)
+        return self.connection.get_encoder().encode(value).decode("utf-8", "surrogateescape")
+
+    def _constant_fields(self) -> list:
+        """The hash fields of every task: RQ 3's to_dict gives these for all of piano's jobs."""
+        return ["success_callback_name", "", "failure_callback_name", "", "stopped_callback_name", "",
+                "started_at", "", "ended_at", "", "last_heartbeat", "", "worker_name", "", "group_id", "",
+                "result_ttl", str(self.timing.result_ttl), "piano_attempts", "0"]
 
     @staticmethod
     def _check_ids(ids: Any, what: str) -> list[str]:
@@ -181,13 +275,24 @@ class TaskClient:
                 out.append(item)
         return out
 
-    def _script_args(self, task: PreparedTask, limit: int) -> tuple[list, list]:
-        flat: list = []
-        for k, v in task.fields.items():
-            flat.extend((k, v))
-        return ([self.keys.rq_job(task.task_id)],
-                [self.keys.prefix, task.task_id, task.queue_name, limit, self.timing.result_ttl,
-                 json.dumps(task.parents), json.dumps(task.tolerated), *flat])
+    def _submit_args(self, tasks: list[PreparedTask], limit: int) -> list:
+        """task_submit_many's ARGV for these tasks (see its header)."""
+        profiles: dict = {}
+        payloads: dict = {}
+        records = []
+        for t in tasks:
+            profile = profiles.setdefault(t.profile, len(profiles) + 1)
+            payload = payloads.get(t.payload)
+            if payload is None:
+                payload = payloads[t.payload] = len(payloads) + 1
+            records.append(json.dumps([*t.record[:2], profile, payload, t.parents, t.tolerated, *t.record[2:]],
+                                      ensure_ascii=False))
+        args: list = [self.keys.prefix, limit, self.timing.result_ttl, json.dumps(self._constant_fields()),
+                      json.dumps(list(profiles), ensure_ascii=False), len(payloads)]
+        for text, data in payloads:
+            args += (text, data)
+        args += records
+        return args
 
     def _raise_refusal(self, exc: redis.ResponseError, task_id: str) -> None:
         text = str(exc)
@@ -203,13 +308,20 @@ class TaskClient:
                                  f"{self.max_queue_size}; task not submitted") from None
         raise exc
 
+    @staticmethod
+    def _refusals(result: list) -> dict[int, redis.ResponseError]:
+        """task_submit_many's refusals (task number → message), as the errors a script call raises."""
+        return {int(result[i]): redis.ResponseError(result[i + 1].decode()) for i in range(0, len(result), 2)}
+
     def submit(self, spec: TaskSpec) -> str:
         task = self._prepare(spec)
         if task.callback is not None:
             self.events.add_task_callback(task.task_id, task.callback)
-        keys, args = self._script_args(task, self.max_queue_size)
         try:
-            self.scripts.task_submit(keys=keys, args=args)
+            refusals = self._refusals(self.scripts.task_submit_many(
+                args=self._submit_args([task], self.max_queue_size)))
+            if refusals:
+                raise refusals[1]
         except redis.ResponseError as exc:
             self.events._task_callbacks.pop(task.task_id, None)
             self._raise_refusal(exc, task.task_id)
@@ -221,7 +333,8 @@ class TaskClient:
         A spec may depend on an earlier spec of the same batch by its id (give
         ``task_id``). If any spec is invalid, nothing is submitted.
         """
-        prepared = [self._prepare(TaskSpec.coerce(s, i)) for i, s in enumerate(specs)]
+        cache = _BatchCache()
+        prepared = [self._prepare(TaskSpec.coerce(s, i), cache) for i, s in enumerate(specs)]
         if not prepared:
             return []
         if self.max_queue_size:
@@ -247,30 +360,45 @@ class TaskClient:
                                            f"in the batch (list parents first; dependencies cannot form "
                                            f"a cycle); nothing submitted")
         known = [p for t in prepared for p in t.parents if p not in position]
+        distinct = list(dict.fromkeys(known))
+        rq_job = self.keys.rq_job
+        # One EXISTS counts many keys: the ids must count 0, the outside parents all of theirs.
         with self.connection.pipeline(transaction=False) as pipe:
-            for tid in ids:
-                pipe.exists(self.keys.rq_job(tid))
-            for p in known:
-                pipe.exists(self.keys.rq_job(p))
-            found = pipe.execute()
-        clash = [tid for tid, ok in zip(ids, found) if ok]
-        if clash:
-            raise SecurityError(f"task id {clash[0]} already exists; nothing submitted")
-        missing = [p for p, ok in zip(known, found[len(ids):]) if not ok]
-        if missing:
-            raise UnknownTaskError(f"dependency {missing[0]} is not a known task; nothing submitted")
+            for start in range(0, len(ids), _EXISTS_CHUNK):
+                pipe.exists(*[rq_job(tid) for tid in ids[start:start + _EXISTS_CHUNK]])
+            for start in range(0, len(distinct), _EXISTS_CHUNK):
+                pipe.exists(*[rq_job(p) for p in distinct[start:start + _EXISTS_CHUNK]])
+            counts = pipe.execute()
+        id_chunks = -(-len(ids) // _EXISTS_CHUNK)
+        if any(counts[:id_chunks]) or sum(counts[id_chunks:]) < len(distinct):
+            # Name the first offender, as a key-by-key check would.
+            with self.connection.pipeline(transaction=False) as pipe:
+                for tid in ids:
+                    pipe.exists(rq_job(tid))
+                for p in known:
+                    pipe.exists(rq_job(p))
+                found = pipe.execute()
+            clash = [tid for tid, ok in zip(ids, found) if ok]
+            if clash:
+                raise SecurityError(f"task id {clash[0]} already exists; nothing submitted")
+            missing = [p for p, ok in zip(known, found[len(ids):]) if not ok]
+            if missing:
+                raise UnknownTaskError(f"dependency {missing[0]} is not a known task; nothing submitted")
         for t in prepared:
             if t.callback is not None:
                 self.events.add_task_callback(t.task_id, t.callback)
-        script = self.scripts.task_submit
+        script = self.scripts.task_submit_many
         with self.connection.pipeline(transaction=False) as pipe:
-            for t in prepared:
-                keys, args = self._script_args(t, 0)
-                script(keys=keys, args=args, client=pipe)
+            for start in range(0, len(prepared), _SUBMIT_CHUNK):
+                script(args=self._submit_args(prepared[start:start + _SUBMIT_CHUNK], 0), client=pipe)
             results = pipe.execute(raise_on_error=False)
-        for t, result in zip(prepared, results):
+        for start, result in zip(range(0, len(prepared), _SUBMIT_CHUNK), results):
             if isinstance(result, redis.ResponseError):
-                self._raise_refusal(result, t.task_id)
+                raise result
+            refusals = self._refusals(result)
+            if refusals:
+                first = min(refusals)
+                self._raise_refusal(refusals[first], prepared[start + first - 1].task_id)
         return ids
 
     # --- inspection ---------------------------------------------------------------
