@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import resource
 import threading
 import time
@@ -82,7 +83,12 @@ class SlotEngine:
         self._outbox_ready = threading.Condition()
         self._finisher: threading.Thread | None = None
         self._finisher_stop = False
-        self._threads: dict[str, threading.Thread] = {}
+        # Slot threads are kept and reused (starting a thread per task costs more than a
+        # no-op task). A timed-out task keeps its thread busy, so one more is started for
+        # each such straggler; the surplus ends when the straggler returns.
+        self._work: queue.SimpleQueue = queue.SimpleQueue()
+        self._runners = 0
+        self._stragglers = 0
         # Re-entrant: a signal handler (request_stop) runs on the main thread, which may hold it.
         self._lock = threading.RLock()
         self._slot_freed = threading.Condition(self._lock)
@@ -216,13 +222,27 @@ class SlotEngine:
         deadline = time.monotonic() + task.timeout if task.timeout else None
         ctx = TaskContext(task.task_id, task.module, task.method, task.attempt, self.worker_name,
                           deadline, task.agent_id)
-        thread = threading.Thread(target=self._execute, args=(task, ctx), daemon=True,
-                                  name=f"piano-task-{task.task_id}")
         with self._lock:
             self.active[task.task_id] = ctx
-            self._threads[task.task_id] = thread
             self.peak_threads = max(self.peak_threads, len(self.active))
-        thread.start()
+            self._add_runners()
+        self._work.put((task, ctx))
+
+    def _add_runners(self) -> None:
+        while self._runners < self.concurrency + self._stragglers:
+            self._runners += 1
+            threading.Thread(target=self._run_slot, name=f"piano-slot-{self._runners}", daemon=True).start()
+
+    def _run_slot(self) -> None:
+        while True:
+            task, ctx = self._work.get()
+            self._execute(task, ctx)
+            with self._lock:
+                if ctx.timed_out:
+                    self._stragglers -= 1
+                if self._runners > self.concurrency + self._stragglers:
+                    self._runners -= 1
+                    return
 
     def _execute(self, task: ClaimedTask, ctx: TaskContext) -> None:
         try:
@@ -346,7 +366,6 @@ class SlotEngine:
         with self._slot_freed:
             if self.active.get(ctx.task_id) is ctx:
                 del self.active[ctx.task_id]
-                self._threads.pop(ctx.task_id, None)
             self._slot_freed.notify_all()
 
     def _release(self, ctx: TaskContext, why: str) -> None:
@@ -395,6 +414,9 @@ class SlotEngine:
         for ctx in expired:
             ctx.timed_out = True
             ctx.cancel_event.set()
+            with self._lock:
+                self._stragglers += 1
+                self._add_runners()
             timeout = ctx.deadline - ctx.started if ctx.deadline else 0
             self._finish(ctx, "timed_out", f"exceeded its timeout of {timeout:.3g}s", now - ctx.started)
 
