@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
+import re
 import threading
 import time
 import uuid
@@ -23,6 +25,7 @@ from ..errors import (DeadlockError, LockLimitError, ResourceAcquireTimeout, Res
 from ..keys import Keys
 from ..scripts import ScriptSet
 from . import fencing
+from .lane import ScriptLane
 from .lease_keeper import LeaseKeeper
 from .owner import current_owner
 from .status import all_resource_status, registered_resources, release_lock, resource_status
@@ -35,7 +38,14 @@ DEFAULT_LEASE = 5.0
 DEFAULT_MAX_HOLD = 600.0
 DEFAULT_DEADLOCK_TIMEOUT = 0.5
 _MAX_BLOCK = 30.0  # one BLPOP never outlasts this, so socket timeouts stay sane
-_FORBIDDEN_ID_CHARS = set("{}\r\n\t ")
+_FORBIDDEN_ID_RE = re.compile(r"[{}\r\n\t ]")  # braces would break the {resource_id} hash tag
+_UNSET = object()
+_TYPES = {**{t.value: t for t in ResourceType}, **{t.value.encode(): t for t in ResourceType}}
+
+
+def _type_of(raw) -> ResourceType | None:
+    """The ResourceType a registry value names, or None (missing or not a known type)."""
+    return _TYPES.get(raw) if raw is not None else None
 
 
 @dataclasses.dataclass
@@ -84,6 +94,12 @@ class ResourceCoordinator:
         self._guard = threading.Lock()
         self._closed = False
         self._keeper = LeaseKeeper(self._scripts, self.lease, max_hold, self._lease_lost)
+        # The hot path: these two scripts, on a lane of connections of their own.
+        self._lane = ScriptLane(self.connection)
+        self._acquire_script = self._scripts.lock_acquire
+        self._release_script = self._scripts.lock_release
+        self._lease_ms = int(self.lease * 1000)
+        self._global_keys = (self.keys.resource_registry, self.keys.lock_index, self.keys.lock_waitfor)
 
     # --- registration ----------------------------------------------------------------
     def register_resource(self, resource_id: str, resource: Any, resource_type: ResourceType) -> None:
@@ -129,24 +145,24 @@ class ResourceCoordinator:
         ``reentrant=True`` returns the lock this coordinator already holds for the same
         holder on the resource (counting re-entries) if its mode covers the request.
         """
-        mode = parse_access_mode(access_mode)
-        _require_id("holder_id", holder_id, check_chars=False)
-        wait = self._wait_seconds(timeout)
+        mode = access_mode if type(access_mode) is AccessMode else parse_access_mode(access_mode)
+        if type(holder_id) is not str or not holder_id or len(holder_id) > 200:
+            _require_id("holder_id", holder_id, check_chars=False)
+        wait = self.default_timeout if timeout is None else self._wait_seconds(timeout)
         self._check_open()
         if reentrant:
             lock_id = self._reenter(resource_id, mode, holder_id)
             if lock_id is not None:
                 return lock_id
-        self._count("total_requests")
-        self._take_slots(1)
+        self._take_slots(1, count_request=True)
         granted = False
         try:
             started = time.monotonic()
-            lock_id, fence = self._acquire_one(resource_id, mode, holder_id, wait)
+            lock_id, fence, kind = self._acquire_one(resource_id, mode, holder_id, wait)
             if lock_id is None:
                 self._count("timeout_count", "failed_acquisitions")
                 return None
-            self._record(lock_id, resource_id, mode, holder_id, fence, time.monotonic() - started)
+            self._record(lock_id, resource_id, mode, holder_id, fence, time.monotonic() - started, kind)
             granted = True
             return lock_id
         except DeadlockError:
@@ -191,8 +207,8 @@ class ResourceCoordinator:
                 held.lock.lock_count -= 1
                 return True
         if held is not None:
-            released = bool(self._scripts.lock_release(
-                keys=[held.base, self.keys.lock_index, self.keys.lock_waitfor], args=[lock_id]))
+            released = bool(self._eval(self._release_script,
+                                       (held.base, self._global_keys[1], self._global_keys[2]), (lock_id,)))
         else:
             released = release_lock(self.connection, self.keys, lock_id, self._scripts)
         self._drop_local(lock_id)
@@ -310,6 +326,7 @@ class ResourceCoordinator:
             except redis.RedisError as exc:
                 log.warning("could not release %s at shutdown (its lease will lapse): %s", lock_id, exc)
         self._keeper.stop()
+        self._lane.close()
 
     def __enter__(self) -> "ResourceCoordinator":
         return self
@@ -319,32 +336,39 @@ class ResourceCoordinator:
 
     # --- internals: one resource -------------------------------------------------------
     def _acquire_one(self, resource_id: str, mode: AccessMode, holder_id: str,
-                     wait: float) -> tuple[str | None, int]:
+                     wait: float) -> tuple[str | None, int, str | None]:
+        """(lock id, fence, resource type) when granted, else (None, 0, None)."""
         _require_id("resource_id", resource_id)
         base = self.keys.resource_base(resource_id)
-        lock_id = f"lk-{uuid.uuid4().hex}"
+        lock_id = "lk-" + os.urandom(16).hex()
         owner = current_owner()
         deadline = time.monotonic() + wait
-        args = [resource_id, lock_id, mode.value, holder_id, owner, int(self.lease * 1000),
-                "1" if wait > 0 else "0"]
-        lock_keys = [base, self.keys.resource_registry, self.keys.lock_index, self.keys.lock_waitfor]
-        reply = self._scripts.lock_acquire(keys=lock_keys, args=args)
-        status = _s(reply[0])
+        args = (resource_id, lock_id, mode.value, holder_id, owner, self._lease_ms,
+                "1" if wait > 0 else "0")
+        lock_keys = (base,) + self._global_keys
+        reply = self._eval(self._acquire_script, lock_keys, args)
+        status = reply[0]
+        if status == b"granted" or status == "granted":
+            return lock_id, int(reply[1]), reply[2]
+        status = _s(status)
         if status == "unknown":
             raise UnknownResourceError(f"resource {resource_id!r} is not registered")
-        if status == "granted":
-            return lock_id, int(reply[1])
         if status == "busy":
             self._count("contention_count")
-            return None, 0
+            return None, 0, None
         self._count("contention_count")
+        kind = reply[2]
         self._keeper.track(lock_id, base, "wait")
         try:
             fence = self._wait_for_grant(resource_id, base, lock_id, owner, deadline, int(reply[1]),
-                                         lock_keys, args)
+                                         list(lock_keys), list(args))
         finally:
             self._keeper.untrack(lock_id)
-        return (lock_id, fence) if fence is not None else (None, 0)
+        return (lock_id, fence, kind) if fence is not None else (None, 0, None)
+
+    def _eval(self, script, keys: tuple, args: tuple):
+        """Run a registered script in one round trip (see lane.py)."""
+        return self._lane.run(script, keys, args)
 
     def _wait_for_grant(self, resource_id, base, lock_id, owner, deadline, wake_ms,
                         lock_keys, acquire_args) -> int | None:
@@ -444,12 +468,11 @@ class ResourceCoordinator:
             self.connection.delete(mailbox)
 
     # --- internals: bookkeeping ----------------------------------------------------------
-    def _record(self, lock_id, resource_id, mode: AccessMode, holder_id, fence, waited: float) -> None:
+    def _record(self, lock_id, resource_id, mode: AccessMode, holder_id, fence, waited: float,
+                kind=_UNSET) -> None:
         now = time.time()
-        kind = self._resource_type(resource_id)
-        lock = ResourceLock(resource_id=resource_id, resource_type=kind, access_mode=mode,
-                            holder_id=holder_id, acquired_at=now, expires_at=now + self.lease,
-                            lock_id=lock_id, fence=fence)
+        kind = self._resource_type(resource_id) if kind is _UNSET else _type_of(kind)
+        lock = ResourceLock(resource_id, kind, mode, holder_id, now, now + self.lease, 1, lock_id, fence)
         base = self.keys.resource_base(resource_id)
         with self._guard:
             self._held[lock_id] = _Held(lock, base)
@@ -457,17 +480,14 @@ class ResourceCoordinator:
             m.successful_acquisitions += 1
             m._total_wait += waited
             m.average_wait_time = m._total_wait / m.successful_acquisitions
-            m.peak_concurrent_locks = max(m.peak_concurrent_locks, len(self._held))
+            if len(self._held) > m.peak_concurrent_locks:
+                m.peak_concurrent_locks = len(self._held)
         self._keeper.track(lock_id, base, "lock")
         if mode is not AccessMode.READ:
             fencing._remember(resource_id, lock_id, self.keys.resource_fence(resource_id), fence)
 
     def _resource_type(self, resource_id: str) -> ResourceType | None:
-        raw = self.connection.hget(self.keys.resource_registry, resource_id)
-        try:
-            return ResourceType(_s(raw)) if raw is not None else None
-        except ValueError:
-            return None
+        return _type_of(self.connection.hget(self.keys.resource_registry, resource_id))
 
     def _reenter(self, resource_id, mode: AccessMode, holder_id) -> str | None:
         rank = {AccessMode.READ: 0, AccessMode.WRITE: 1, AccessMode.EXCLUSIVE: 2}
@@ -496,8 +516,10 @@ class ResourceCoordinator:
             self._metrics.locks_lost += 1
         log.warning("lease of lock %s lapsed; its fenced writes will be refused", lock_id)
 
-    def _take_slots(self, n: int) -> None:
+    def _take_slots(self, n: int, count_request: bool = False) -> None:
         with self._guard:
+            if count_request:
+                self._metrics.total_requests += 1
             if self._slots_used + n > self.max_concurrent_locks:
                 raise LockLimitError(
                     f"this coordinator holds {self._slots_used} of max_concurrent_locks="
@@ -545,5 +567,5 @@ def _require_seconds(name: str, value, allow_zero: bool = False) -> None:
 def _require_id(name: str, value, check_chars: bool = True) -> None:
     if not isinstance(value, str) or not value or len(value) > 200:
         raise ValueError(f"{name} must be a non-empty string of at most 200 characters, got {value!r}")
-    if check_chars and _FORBIDDEN_ID_CHARS & set(value):
+    if check_chars and _FORBIDDEN_ID_RE.search(value):
         raise ValueError(f"{name} {value!r} may not contain braces or whitespace")
