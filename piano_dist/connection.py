@@ -7,6 +7,9 @@ from .config import configured_redis_url
 from .embedded import EmbeddedRedis
 
 
+MAX_POOL_CONNECTIONS = 5000
+
+
 def resolve_redis_url(redis_url: str | None = None) -> str:
     """An explicit URL, else the environment's, else the embedded server's (started if needed)."""
     return redis_url or configured_redis_url() or EmbeddedRedis().ensure_running()
@@ -23,7 +26,11 @@ def get_connection(redis_url: str | None = None, connection: redis.Redis | None 
             raise ValueError("give either redis_url= or connection=, not both")
         return connection
     url = resolve_redis_url(redis_url)
-    return redis.Redis.from_url(url, health_check_interval=30, socket_keepalive=True)
+    # redis-py 8 caps a pool at 100 connections by default. A worker's slots, its
+    # modules' state listeners and lock waiters (each blocked on its own BLPOP) share one
+    # pool, so a worker running many agents needs more; Redis itself allows 10,000.
+    return redis.Redis.from_url(url, health_check_interval=30, socket_keepalive=True,
+                                max_connections=MAX_POOL_CONNECTIONS)
 
 
 def connection_url(connection: redis.Redis) -> str:

@@ -372,6 +372,24 @@ class ResourceCoordinator:
 
     def _wait_for_grant(self, resource_id, base, lock_id, owner, deadline, wake_ms,
                         lock_keys, acquire_args) -> int | None:
+        try:
+            return self._wait_in_queue(resource_id, base, lock_id, owner, deadline, wake_ms,
+                                       lock_keys, acquire_args)
+        except DeadlockError:
+            raise
+        except BaseException:
+            # The waiter is going away (a Redis error, an interrupt): leave the queue and
+            # give back a grant that raced in, so no abandoned request blocks the ones
+            # behind it or shows up as a false wait-for cycle.
+            try:
+                if self._withdraw([base, self.keys.lock_index, self.keys.lock_waitfor], lock_id) is not None:
+                    self.release_resource(lock_id)
+            except Exception:  # Redis unreachable: the request's lease lapses instead
+                log.warning("could not withdraw lock request %s on %s", lock_id, resource_id)
+            raise
+
+    def _wait_in_queue(self, resource_id, base, lock_id, owner, deadline, wake_ms,
+                       lock_keys, acquire_args) -> int | None:
         """Block on the request's mailbox until granted, timed out or made a deadlock victim.
 
         Besides mail, the waiter wakes when the soonest lease on the resource could
