@@ -39,6 +39,10 @@ class Keys:
         return f"{RQ_PREFIX}:queues"
 
     @staticmethod
+    def rq_worker(worker_name: str) -> str:
+        return f"{RQ_PREFIX}:worker:{worker_name}"
+
+    @staticmethod
     def rq_job(task_id: str) -> str:
         return f"{RQ_PREFIX}:job:{task_id}"
 

@@ -79,9 +79,20 @@ class DemoRun:
         env.update(self.config.worker_env)
         return env
 
-    def start_workers(self) -> None:
-        for i in range(self.config.workers):
-            self.start_worker(f"{self.workload.run_id}-w{i + 1}")
+    def start_workers(self, ready_timeout: float = 60.0) -> None:
+        """Start the demo's workers and wait until each has registered, so the run's
+        wall time measures the agents, not Python starting up."""
+        names = [f"{self.workload.run_id}-w{i + 1}" for i in range(self.config.workers)]
+        procs = [self.start_worker(name) for name in names]
+        keys = [self.manager.keys.rq_worker(name) for name in names]
+        deadline = time.monotonic() + ready_timeout
+        while self.connection.exists(*keys) < len(keys):
+            dead = [p for p in procs if p.poll() is not None]
+            if dead:
+                raise RuntimeError(f"a demo worker exited with code {dead[0].returncode} while starting")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"demo workers did not start within {ready_timeout}s")
+            time.sleep(0.05)
 
     def start_worker(self, name: str) -> subprocess.Popen:
         proc = subprocess.Popen(
