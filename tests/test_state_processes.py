@@ -89,7 +89,10 @@ def swarm_main(url, agent_id, index, count):
     module_id = f"p{index}"
     coord.register_module(module_id, None)
     conn.incr("test:swarm:ready")
+    deadline = time.monotonic() + 30
     while int(conn.get("test:swarm:ready")) < 4:  # start together so proposals interleave
+        if time.monotonic() > deadline:
+            raise TimeoutError("the other proposer processes never started")
         time.sleep(0.001)
     ids = []
     for n in range(count):
