@@ -17,6 +17,7 @@ import socket
 import uuid
 from typing import Any
 
+import redis
 from rq.serializers import JSONSerializer
 from rq.worker import BaseWorker, WorkerStatus
 
@@ -80,6 +81,36 @@ class PianoWorker(BaseWorker):
         # The same counts in the worker's RQ hash (what `rq info` shows) are written by the
         # finish script itself, in the round trip that records the outcome.
         self.total_working_time += elapsed
+
+    # --- RQ's command channel, stopped without a race -----------------------------------
+    def subscribe(self) -> None:
+        """As RQ's, but the listener thread looks at its stop flag every second."""
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(sleep_time=1, daemon=True,
+                                                       exception_handler=self._pubsub_exception_handler)
+
+    def unsubscribe(self) -> None:
+        """Stop the command listener: flag first, then UNSUBSCRIBE to wake its read.
+
+        RQ sends UNSUBSCRIBE first and stops the thread after. When the listener thread
+        reads the reply and loops before the main thread clears its flag (likely on one
+        CPU), it waits for a subscription (RQ's 60 s) that never comes, and redis-py 8's
+        ``PubSubWorkerThread.stop()`` joins it without a timeout: SIGTERM then took up to
+        a minute on an idle worker.
+        """
+        thread = self.pubsub_thread
+        if thread is None:
+            return
+        self.pubsub_thread = None
+        thread.stop(timeout=0)
+        try:
+            self.pubsub.unsubscribe()
+        except redis.RedisError:
+            pass  # Redis gone: the thread's next read fails and the flag ends it
+        thread.join(timeout=2)
+        if not thread.is_alive():
+            self.pubsub.close()
 
     def _install_signal_handlers(self) -> None:
         signal.signal(signal.SIGINT, self._on_signal)

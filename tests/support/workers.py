@@ -25,7 +25,8 @@ class WorkerProcess:
 
     def __init__(self, redis_url: str, concurrency: int = 4, name: str | None = None,
                  queues: list[str] | None = None, burst: bool = False, env: dict | None = None,
-                 grace: float = 30.0, log_level: str = "WARNING", log_path: str | None = None):
+                 grace: float = 30.0, log_level: str = "WARNING", log_path: str | None = None,
+                 cpus: set[int] | None = None, extra_args: list[str] | None = None):
         args = [sys.executable, "-m", "piano_dist.cli.main", "worker", "--concurrency", str(concurrency),
                 "--grace", str(grace), "--log-level", log_level]
         if name:
@@ -34,12 +35,16 @@ class WorkerProcess:
             args += ["--queues", q]
         if burst:
             args.append("--burst")
+        args += extra_args or []
         self.name = name
         self.log_path = log_path
         self._log = open(log_path, "wb") if log_path else None
+        # cpus: pin the worker (as `taskset -c`), e.g. to one CPU as in a one-CPU container.
+        pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
         self.proc = subprocess.Popen(args, env=worker_env(redis_url, env),
                                      stdout=self._log or subprocess.DEVNULL,
-                                     stderr=subprocess.STDOUT if self._log else subprocess.PIPE)
+                                     stderr=subprocess.STDOUT if self._log else subprocess.PIPE,
+                                     preexec_fn=pin)
 
     @property
     def pid(self) -> int:
