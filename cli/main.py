@@ -70,9 +70,12 @@ def main(ctx: click.Context, redis_url: str | None, prefix: str | None) -> None:
 @click.option("--isolation", type=click.Choice(["thread", "process"]), envvar="PIANO_ISOLATION",
               default="thread", show_default=True,
               help="Run each task in a thread, or in a child process killed at its timeout.")
+@click.option("--allow", "allow", multiple=True, metavar="PREFIX",
+              help="Import path whose module classes this worker may import (repeatable; added to "
+                   "PIANO_ALLOWED_MODULES; piano_dist is always allowed; '*' allows every path).")
 @click.option("--log-level", default="INFO", show_default=True)
 def worker(concurrency: int, queues: tuple, burst: bool, name: str | None, grace: float, isolation: str,
-           log_level: str) -> None:
+           allow: tuple, log_level: str) -> None:
     """Run a PianoWorker: N concurrent slots on the priority queues."""
     from piano_dist.workers.piano_worker import PianoWorker
 
@@ -86,7 +89,11 @@ def worker(concurrency: int, queues: tuple, burst: bool, name: str | None, grace
         else:
             raise click.BadParameter(f"unknown queue {q!r}; use one of {', '.join(PRIORITY_LEVELS)}",
                                      param_hint="--queues")
-    w = PianoWorker(names or None, concurrency=concurrency, name=name, grace_period=grace, isolation=isolation)
+    from piano_dist.core.allowlist import AllowList
+
+    allowed = AllowList.from_env(allow)
+    w = PianoWorker(names or None, concurrency=concurrency, name=name, grace_period=grace, isolation=isolation,
+                    allowed_modules=allowed)
     w.work(burst=burst, logging_level=log_level.upper())
 
 

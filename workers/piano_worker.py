@@ -24,6 +24,7 @@ from rq.worker import BaseWorker, WorkerStatus
 from ..config import Timing
 from ..connection import get_connection
 from ..core.engine import SlotEngine
+from ..core.allowlist import AllowList
 from ..core.loader import ModuleLoader
 from ..core.registry import ModuleRegistry
 from ..keys import Keys
@@ -31,6 +32,15 @@ from ..keys import Keys
 log = logging.getLogger("piano_dist.worker")
 
 DEFAULT_CONCURRENCY = 16
+
+
+def _user() -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):
+        return "this process's user"
 
 
 def default_worker_name(kind: str = "worker") -> str:
@@ -41,7 +51,7 @@ class PianoWorker(BaseWorker):
     def __init__(self, queues: Any = None, *args: Any, concurrency: int | None = None,
                  prefix: str | None = None, grace_period: float | None = None,
                  local_modules: dict | None = None, timing: Timing | None = None,
-                 isolation: str | None = None, **kwargs: Any):
+                 isolation: str | None = None, allowed_modules: Any = None, **kwargs: Any):
         self.keys = Keys(prefix)
         kwargs.setdefault("serializer", JSONSerializer)
         if kwargs.get("connection") is None:
@@ -53,7 +63,12 @@ class PianoWorker(BaseWorker):
         self.grace_period = float(grace_period if grace_period is not None
                                   else os.environ.get("PIANO_GRACE_PERIOD", "30"))
         self.timing = timing or Timing()
-        self.loader = ModuleLoader(ModuleRegistry(self.connection, self.keys), local=local_modules)
+        # Import paths this worker may import module classes from (PIANO_ALLOWED_MODULES,
+        # plus --allow): a registration is data anyone with Redis access can write.
+        self.allowed_modules = (allowed_modules if isinstance(allowed_modules, AllowList)
+                                else AllowList.from_env(allowed_modules or ()))
+        self.loader = ModuleLoader(ModuleRegistry(self.connection, self.keys), local=local_modules,
+                                   allowed=self.allowed_modules)
         self.engine = SlotEngine(self.connection, self.name, self.queue_names(), self.concurrency,
                                  self.loader, keys=self.keys, timing=self.timing,
                                  on_finished=self._count_outcome,
@@ -143,12 +158,21 @@ class PianoWorker(BaseWorker):
         self.engine.tick_hooks.append(self._heartbeat_tick)
         self.set_state(WorkerStatus.IDLE)
         log.info("worker %s: %d slots on %s", self.name, self.concurrency, ", ".join(self.queue_names()))
+        self.announce_allowed_modules()
         try:
             self.engine.run(burst=burst)
         finally:
             self.engine.stop(grace=self.grace_period)
             self.teardown()
         return bool(self.successful_job_count or self.failed_job_count)
+
+    def announce_allowed_modules(self) -> None:
+        if self.allowed_modules.allows_all:
+            log.warning("SECURITY WARNING: worker %s imports module classes from ANY import path (allowed modules: *): "
+                        "anyone who can write to this Redis can run code on this worker as %s",
+                        self.name, _user())
+        else:
+            log.info("worker %s imports module classes only from: %s", self.name, self.allowed_modules.describe())
 
     def _heartbeat_tick(self) -> None:
         busy = bool(self.engine.active)

@@ -1,4 +1,9 @@
-"""Build module instances from their cluster registrations, once per process."""
+"""Build module instances from their cluster registrations, once per process.
+
+Registrations are read back from Redis, so they are untrusted: a class is imported only
+when the process's AllowList allows its import path, and only a BaseModule subclass is
+constructed.
+"""
 from __future__ import annotations
 
 import logging
@@ -6,13 +11,20 @@ import threading
 import time
 from typing import Any, Callable
 
-from .registry import ModuleRegistration, ModuleRegistry
+from .allowlist import AllowList
+from .registry import ModuleRegistration, ModuleRegistry, RegistrationError
 
 log = logging.getLogger(__name__)
 
 
 class ModuleLoadError(Exception):
-    """This process cannot build the module (import failed, constructor raised, …)."""
+    """This process cannot build the module (not allowed here, import failed, constructor
+    raised, not registered): its tasks wait for a worker that can."""
+
+
+class BrokenModuleError(Exception):
+    """The module cannot run anywhere (its registration is corrupt, or its constructor
+    raised SystemExit or another BaseException): its task ends failed."""
 
 
 def default_agent_state(agent_id: str | None, connection) -> Any:
@@ -31,13 +43,14 @@ class ModuleLoader:
 
     def __init__(self, registry: ModuleRegistry, local: dict[str, Any] | None = None,
                  agent_state_factory: Callable[[str | None, Any], Any] | None = None,
-                 retry_after: float = 30.0):
+                 retry_after: float = 30.0, allowed: AllowList | None = None):
         self.registry = registry
         self.local = local if local is not None else {}
         self.agent_state_factory = agent_state_factory or default_agent_state
         self.retry_after = retry_after
+        self.allowed = allowed if allowed is not None else AllowList.from_env()
         self._built: dict[str, tuple[str, Any]] = {}
-        self._failed: dict[str, tuple[float, str]] = {}
+        self._failed: dict[str, tuple[float, str, bytes]] = {}
         self._parsed: dict[str, tuple[bytes, ModuleRegistration]] = {}
         self._lock = threading.Lock()
 
@@ -54,20 +67,33 @@ class ModuleLoader:
         with self._lock:
             if raw is None:
                 raise ModuleLoadError(f"module {name!r} is not registered")
+            failed = self._failed.get(name)
+            if failed and failed[2] == raw and time.monotonic() - failed[0] <= self.retry_after:
+                raise ModuleLoadError(failed[1])
             registration = self._parsed.get(name)
             if registration is None or registration[0] != raw:
-                registration = (raw, ModuleRegistration.from_json(name, raw))
+                try:
+                    registration = (raw, ModuleRegistration.from_json(name, raw))
+                except RegistrationError as exc:
+                    raise BrokenModuleError(str(exc)) from None
                 self._parsed[name] = registration
             registration = registration[1]
             cached = self._built.get(name)
             if cached and cached[0] == registration.class_path:
                 return cached[1]
+            if not self.allowed.allows(registration.class_path):
+                reason = self.allowed.refusal(name, registration.class_path)
+                self._failed[name] = (time.monotonic(), reason, raw)
+                raise ModuleLoadError(reason)
             try:
                 instance = self._build(registration)
             except Exception as exc:  # any failure to build means: not on this worker
                 reason = f"{type(exc).__name__}: {exc}"
-                self._failed[name] = (time.monotonic(), reason)
+                self._failed[name] = (time.monotonic(), reason, raw)
                 raise ModuleLoadError(reason) from exc
+            except BaseException as exc:  # SystemExit & co. from module code: not ours to obey
+                raise BrokenModuleError(f"building module {name!r} ({registration.class_path}) raised "
+                                        f"{type(exc).__name__}: {exc}") from None
             self._failed.pop(name, None)
             self._built[name] = (registration.class_path, instance)
             return instance
@@ -80,11 +106,12 @@ class ModuleLoader:
             return factory(agent_state, registration.config)
         return cls(agent_state, **registration.config) if registration.config else cls(agent_state)
 
-    def unloadable(self) -> list[str]:
-        """Modules this process recently failed to build (the claim script skips them)."""
+    def unloadable(self) -> dict[str, str]:
+        """Modules this process recently failed to build, with why (the claim script sets
+        their tasks aside for other workers)."""
         now = time.monotonic()
         with self._lock:
-            for name, (when, _) in list(self._failed.items()):
+            for name, (when, _, _) in list(self._failed.items()):
                 if now - when > self.retry_after:
                     del self._failed[name]
-            return sorted(self._failed)
+            return {name: reason for name, (_, reason, _) in sorted(self._failed.items())}

@@ -8,7 +8,9 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import redis
@@ -19,6 +21,13 @@ from ..modules.base import BaseModule
 from ..security import SecurityValidator
 
 _BASE_ATTRS = frozenset(dir(BaseModule)) - {"run"}
+_MODULE_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+_QUALNAME_PART = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+class RegistrationError(ValueError):
+    """A registration read back from Redis that is not one piano-dist wrote: the module's
+    tasks cannot run anywhere, so they fail instead of waiting."""
 
 
 def runnable_methods(cls: type) -> list[str]:
@@ -32,6 +41,24 @@ def runnable_methods(cls: type) -> list[str]:
             continue
         names.append(name)
     return sorted(names)
+
+
+@lru_cache(maxsize=1024)
+def _runnable(cls: type) -> frozenset:
+    return frozenset(runnable_methods(cls))
+
+
+def method_problem(module: Any, method_name: Any) -> str | None:
+    """Why ``module.method_name`` may not run as a task (None if it may): the method a
+    task names is read back from Redis, so a worker checks it again before calling."""
+    try:
+        SecurityValidator.validate_method_name(method_name)
+    except SecurityError as exc:
+        return str(exc)
+    if method_name not in _runnable(type(module)):
+        return (f"module {type(module).__name__} has no public method {method_name!r} that tasks may run; "
+                f"runnable: {', '.join(sorted(_runnable(type(module)))) or 'none'}")
+    return None
 
 
 def class_path(cls: type) -> str:
@@ -52,15 +79,38 @@ class ModuleRegistration:
 
     @classmethod
     def from_json(cls, name: str, raw: bytes | str) -> "ModuleRegistration":
-        data = json.loads(raw)
-        return cls(name, data["class"], data.get("config") or {}, data.get("methods") or [],
-                   data.get("agent_id"))
+        """Parse a registration read from Redis; RegistrationError says what is wrong."""
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RegistrationError(f"registration of module {name!r} is not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise RegistrationError(f"registration of module {name!r} is a JSON {type(data).__name__}, "
+                                    f"not an object")
+        class_path = data.get("class")
+        module_path, _, qualname = class_path.partition(":") if isinstance(class_path, str) else ("", "", "")
+        if not (_MODULE_PATH.fullmatch(module_path) and qualname):
+            raise RegistrationError(f"registration of module {name!r} names class {class_path!r}, which is "
+                                    f"not 'package.module:Class'")
+        config, methods, agent_id = data.get("config") or {}, data.get("methods") or [], data.get("agent_id")
+        if not isinstance(config, dict) or not isinstance(methods, list) \
+                or not (agent_id is None or isinstance(agent_id, str)):
+            raise RegistrationError(f"registration of module {name!r} has a malformed config, methods "
+                                    f"or agent_id")
+        return cls(name, class_path, config, methods, agent_id)
 
     def import_class(self) -> type:
+        """Import the registered class. Check the class path against the worker's
+        AllowList first: importing a module runs its code."""
         module_path, _, qualname = self.class_path.partition(":")
+        if not all(_QUALNAME_PART.fullmatch(part) for part in qualname.split(".")):
+            raise ImportError(f"{self.class_path} cannot be imported by name (a class defined in a "
+                              f"function, or a private name)")
         obj: Any = importlib.import_module(module_path)
         for part in qualname.split("."):
             obj = getattr(obj, part)
+        if not (isinstance(obj, type) and issubclass(obj, BaseModule)):
+            raise TypeError(f"{self.class_path} is not a BaseModule subclass")
         return obj
 
 
@@ -79,7 +129,10 @@ class ModuleRegistry:
         SecurityValidator.validate_json_value(config or {}, f"config of module {name!r}")
         registration = ModuleRegistration(name, class_path(type(module)), config or {},
                                           runnable_methods(type(module)), agent_id)
-        existing = self.get(name)
+        try:
+            existing = self.get(name)
+        except RegistrationError:
+            existing = None  # a corrupt record is simply replaced
         if existing is not None and existing.class_path != registration.class_path:
             raise ValueError(
                 f"module {name!r} is already registered in this cluster as {existing.class_path}; "

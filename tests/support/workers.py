@@ -15,6 +15,8 @@ def worker_env(redis_url: str, extra: dict | None = None) -> dict:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [TESTS_DIR, env.get("PYTHONPATH")]))
     env.setdefault("PIANO_LEASE_SECONDS", "2")
     env.setdefault("PIANO_STALLED_INTERVAL", "0.5")
+    # The test modules live in tests/support; piano_dist's own are always allowed.
+    env.setdefault("PIANO_ALLOWED_MODULES", "support")
     env.update(extra or {})
     return env
 
