@@ -15,12 +15,23 @@ settings).
    with dependencies fails with AttributeError. The job class rq-dashboard's views
    use is swapped for a subclass that hands them bytes again.
 
+3. rq-dashboard 0.9's pages fill in task data (a task's error, result, metadata, worker
+   and queue names) with underscore.js ``<%= … %>``, which inserts raw HTML: a task
+   failing with ``<img src=x onerror=…>`` in its error ran that script in the browser
+   of whoever opened its page. Task data is written by whoever can write to Redis, so
+   the pages are rendered from templates whose interpolations escape (``<%- … %>``);
+   the two that already escape by hand (``$('<div/>').text(…).html()``) are left as
+   they are. The JSON the pages load is unchanged.
+
 rq-dashboard 0.9 also imports ``six`` without declaring it: the ``dashboard`` extra
 installs it (``pip install 'piano-dist[dashboard]'``).
 """
 from __future__ import annotations
 
 import inspect
+import re
+from functools import lru_cache
+from pathlib import Path
 
 import rq_dashboard.web as _web  # ImportError here: rq-dashboard (or six) is missing
 from rq.job import Job
@@ -49,19 +60,39 @@ def _decodes_dependency_ids() -> bool:
         return True
 
 
+_TEMPLATES = Path(_web.__file__).parent / "templates"
+# An underscore.js raw interpolation, unless it already escapes by hand.
+_RAW_INTERPOLATION = re.compile(r"<%=(?!\s*\$\('<div/>'\)\.text\()")
+
+
+@lru_cache(maxsize=None)
+def escaping_template(name: str) -> str:
+    """rq-dashboard's template ``name`` with every raw ``<%=`` made an escaping ``<%-``."""
+    return _RAW_INTERPOLATION.sub("<%-", (_TEMPLATES / name).read_text(encoding="utf-8"))
+
+
+def _render_escaping(template_name: str, **context):
+    from flask import render_template_string
+
+    return render_template_string(escaping_template(template_name), **context)
+
+
 def apply_compat() -> None:
     """Adjust rq-dashboard for piano-dist (idempotent); done on import of this module."""
     _web.config.serializer = JSONSerializer
     if _web.Job is Job and _decodes_dependency_ids():
         _web.Job = DashboardJob
+    # rq-dashboard's views call the module's render_template by name.
+    _web.render_template = _render_escaping
 
 
-def make_app(redis_url: str):
-    """rq-dashboard's Flask app, adjusted, reading ``redis_url``."""
+def make_app(redis_url: str, username: str | None = None, password: str | None = None):
+    """rq-dashboard's Flask app, adjusted, reading ``redis_url``; with ``username`` and
+    ``password`` every page asks for them (HTTP basic authentication)."""
     from rq_dashboard.cli import make_flask_app
 
     apply_compat()
-    app = make_flask_app(None, None, None, "")
+    app = make_flask_app(None, username, password, "")
     app.config["RQ_DASHBOARD_REDIS_URL"] = redis_url
     _web.setup_rq_connection(app)
     return app
