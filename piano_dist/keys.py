@@ -106,6 +106,17 @@ class Keys:
         return self._k("held", module, str(int(priority)))
 
     @property
+    def parked_index(self) -> str:
+        """Set of "<queue name>:<module>" pairs that have parked tasks (see parked())."""
+        return self._k("parked")
+
+    def parked(self, queue_name: str, module: str) -> str:
+        """Tasks of a module that a worker could not start (not registered, or the
+        worker cannot load it), set aside in queue order: workers that can start the
+        module take them from here, so they never block the queue behind them."""
+        return self._k("parked", queue_name, module)
+
+    @property
     def delayed(self) -> str:
         """Tasks waiting out a retry delay, scored by when they may run (ms)."""
         return self._k("delayed")

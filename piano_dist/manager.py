@@ -211,6 +211,8 @@ class ConcurrentModuleManager:
                 held = pipe.execute()
             for j, count in enumerate(held):
                 queued[PRIORITY_LEVELS[j % n]] += count
+        for level, count in zip(PRIORITY_LEVELS, self.client.parked_counts().values()):
+            queued[level] += count  # set aside for a worker that can start their module
         deferred = sum(rows[n:2 * n])
         running = rows[2 * n]
         stats = {k.decode(): int(v) for k, v in rows[2 * n + 1].items()}

@@ -66,6 +66,17 @@ class SecurityValidator:
         return args, kwargs, args_json, kwargs_json
 
     @classmethod
+    def encode_result(cls, value: Any) -> str:
+        """Check a task's result by the rules of arguments (JSON values, finite numbers,
+        string keys, nesting, size) and return it encoded: a result that would not come
+        back as the same value is refused, not silently changed."""
+        _check_json(value, "result", 0)
+        text = json.dumps(value)
+        if len(text) > MAX_PAYLOAD_BYTES:
+            raise SecurityError(f"result is {len(text)} bytes encoded; the limit is {MAX_PAYLOAD_BYTES}")
+        return text
+
+    @classmethod
     def validate_method_name(cls, method_name: Any) -> str:
         if not isinstance(method_name, str) or not method_name:
             raise SecurityError(f"method name must be a non-empty string, not {method_name!r}")

@@ -508,15 +508,18 @@ class TaskClient:
             args=[self.keys.prefix, name, *range(1, len(PRIORITY_LEVELS) + 1)])
 
     def queued_task_ids(self, module: str | None = None) -> list[str]:
-        """Ids of queued and deferred tasks (optionally of one module), in queue order."""
+        """Ids of queued and deferred tasks (optionally of one module), in queue order;
+        tasks set aside (held for a paused module, parked) are listed too."""
         with self.connection.pipeline(transaction=False) as pipe:
             for q in self.queue_names:
                 pipe.lrange(self.keys.rq_queue(q), 0, -1)
                 pipe.zrange(self.keys.rq_registry("deferred", q), 0, -1)
             for level in range(1, len(PRIORITY_LEVELS) + 1):
                 pipe.lrange(self.keys.held(module, level), 0, -1) if module else pipe.echo("")
+            for q, parked_module in self.parked_lists(module):
+                pipe.lrange(self.keys.parked(q, parked_module), 0, -1)
             rows = pipe.execute()
-        ids = [i.decode() for row in rows if isinstance(row, list) for i in row]
+        ids = list(dict.fromkeys(i.decode() for row in rows if isinstance(row, list) for i in row))
         if module is None:
             return ids
         with self.connection.pipeline(transaction=False) as pipe:
@@ -524,6 +527,27 @@ class TaskClient:
                 pipe.hget(self.keys.rq_job(tid), "piano_module")
             modules = pipe.execute()
         return [tid for tid, m in zip(ids, modules) if m is not None and m.decode() == module]
+
+    def parked_lists(self, module: str | None = None) -> list[tuple[str, str]]:
+        """(queue name, module) of every list of parked tasks of this prefix (see Keys.parked)."""
+        pairs = []
+        for entry in self.connection.smembers(self.keys.parked_index):
+            q, _, m = entry.decode().partition(":")
+            if q in self.queue_names and (module is None or m == module):
+                pairs.append((q, m))
+        return sorted(pairs)
+
+    def parked_counts(self) -> dict[str, int]:
+        """Parked tasks per queue name."""
+        pairs = self.parked_lists()
+        with self.connection.pipeline(transaction=False) as pipe:
+            for q, m in pairs:
+                pipe.llen(self.keys.parked(q, m))
+            lengths = pipe.execute()
+        counts = dict.fromkeys(self.queue_names, 0)
+        for (q, _), n in zip(pairs, lengths):
+            counts[q] += n
+        return counts
 
     def unregister_module(self, name: str) -> int:
         """Remove a module cluster-wide and cancel its queued and deferred tasks."""

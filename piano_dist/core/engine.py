@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import queue
 import resource
 import threading
@@ -22,13 +23,20 @@ from typing import Any, Callable
 import redis
 
 from ..config import Timing
+from ..errors import SecurityError
 from ..keys import Keys
 from ..scripts import ScriptSet
+from ..security import SecurityValidator
 from .context import TaskContext, reset_current_task, set_current_task
 from .isolation import run_in_child
-from .loader import ModuleLoader, ModuleLoadError
+from .loader import BrokenModuleError, ModuleLoader, ModuleLoadError
+from .log_limit import LogLimiter
+from .registry import method_problem
 
 log = logging.getLogger("piano_dist.engine")
+
+# Tasks one claim call may set aside (held, parked, stale) before it lets Redis go.
+_CLAIM_SET_ASIDE = 500
 
 
 @dataclass
@@ -43,15 +51,46 @@ class ClaimedTask:
     origin: str
     agent_id: str | None
     registration: bytes | None = None  # the module's registration as the claim read it
+    problem: str | None = None  # why the task record cannot run (it ends failed)
 
     @classmethod
     def from_row(cls, row: list) -> "ClaimedTask":
-        text = [v.decode() if isinstance(v, bytes) else v for v in row[:8]]
-        args, kwargs = json.loads(text[3]) if text[3] else ([], {})
+        """A claimed task from the claim script's row. The row's id and attempt come from
+        the script; everything else was read from the task's hash, so a malformed value
+        makes the task fail (``problem``) rather than the worker."""
+        text = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in row[:8]]
         registration = row[8] if len(row) > 8 else None
-        return cls(text[0], text[1], text[2], args, kwargs, float(text[4]) if text[4] else None,
-                   int(text[5]), text[6], text[7] or None,
+        task = cls(text[0], text[1], text[2], [], {}, None, int(text[5]), text[6], text[7] or None,
                    registration if isinstance(registration, bytes) else (registration or "").encode())
+        try:
+            task.args, task.kwargs = _decode_payload(text[3])
+            task.timeout = _decode_timeout(text[4])
+        except ValueError as exc:
+            task.problem = f"the task's stored record is corrupt: {exc}"
+        return task
+
+
+def _decode_payload(text: str) -> tuple[list, dict]:
+    if not text:
+        return [], {}
+    value = json.loads(text)
+    if (not isinstance(value, list) or len(value) != 2 or not isinstance(value[0], list)
+            or not isinstance(value[1], dict)):
+        raise ValueError("its arguments are not a JSON [args, kwargs] pair")
+    try:
+        args, kwargs = SecurityValidator.validate_execution_args(value[0], value[1])
+    except SecurityError as exc:
+        raise ValueError(str(exc)) from None
+    return args, kwargs
+
+
+def _decode_timeout(text: str) -> float | None:
+    if not text:
+        return None
+    timeout = float(text)
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise ValueError(f"its timeout {text!r} is not a positive number of seconds")
+    return timeout
 
 
 class SlotEngine:
@@ -100,6 +139,8 @@ class SlotEngine:
         self._dispatcher: threading.Thread | None = None
         self.peak_threads = 0
         self.tick_hooks: list[Callable[[], None]] = []
+        # "cannot load module" lines: once per module a minute, at most 10 in any 5 s.
+        self._load_log = LogLimiter(per_key=60.0, burst=10, window=5.0)
 
     # --- lifecycle ----------------------------------------------------------------
     def start(self, burst: bool = False) -> None:
@@ -186,7 +227,7 @@ class SlotEngine:
                 rows = self.scripts.task_claim(
                     keys=self.queue_keys,
                     args=[self.keys.prefix, self.worker_name, self.lease_ms, free,
-                          json.dumps(self.loader.unloadable()), 100])
+                          json.dumps(self.loader.unloadable()), _CLAIM_SET_ASIDE])
                 backoff = 0.5
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 self._redis_down(exc, backoff)
@@ -245,13 +286,35 @@ class SlotEngine:
                     return
 
     def _execute(self, task: ClaimedTask, ctx: TaskContext) -> None:
+        started = time.monotonic()
+        try:
+            self._run_task(task, ctx, started)
+        except BaseException as exc:  # never leave a claimed task running with its slot taken
+            log.exception("worker %s: running task %s failed unexpectedly", self.worker_name, task.task_id)
+            self._finish(ctx, "failed", f"worker {self.worker_name} could not run the task: "
+                                        f"{self._describe(exc)}", time.monotonic() - started)
+
+    def _run_task(self, task: ClaimedTask, ctx: TaskContext, started: float) -> None:
+        if task.problem:
+            self._finish(ctx, "failed", task.problem, 0.0)
+            return
         try:
             module = self.loader.get(task.module, task.registration)
-        except ModuleLoadError as exc:
-            log.warning("worker %s cannot load module %s: %s", self.worker_name, task.module, exc)
-            self._release(ctx, f"worker {self.worker_name} cannot load module {task.module}: {exc}")
+        except BrokenModuleError as exc:
+            self._finish(ctx, "failed", f"module {task.module} cannot run: {exc}", time.monotonic() - started)
             return
-        started = time.monotonic()
+        except ModuleLoadError as exc:
+            allowed, held_back = self._load_log.allow(task.module)
+            if allowed:
+                log.warning("worker %s cannot load module %s: %s (its tasks wait for a worker that can)%s",
+                            self.worker_name, task.module, exc,
+                            f"; {held_back} similar line(s) held back" if held_back else "")
+            self._release(ctx, f"worker {self.worker_name} cannot load module {task.module}: {exc}", park=True)
+            return
+        problem = method_problem(module, task.method)
+        if problem:
+            self._finish(ctx, "failed", f"refused to run {task.module}.{task.method}: {problem}", 0.0)
+            return
         if self.isolation == "process":
             outcome, payload, value = self._call_in_child(module, task, ctx)
             if outcome == "killed":
@@ -267,16 +330,24 @@ class SlotEngine:
         token = set_current_task(ctx)
         try:
             value = getattr(module, task.method)(*task.args, **task.kwargs)
-            return "completed", json.dumps(value), value
-        except Exception as exc:  # the module's failure is the task's outcome, not the worker's
+        except BaseException as exc:  # SystemExit too: the module's failure is the task's, not the worker's
             return "failed", self._describe(exc), None
         finally:
             reset_current_task(token)
+        try:
+            return "completed", SecurityValidator.encode_result(value), value
+        except SecurityError as exc:
+            return "failed", f"the task's result was refused: {exc}", None
 
     def _call_in_child(self, module: Any, task: ClaimedTask, ctx: TaskContext) -> tuple[str, str, Any]:
         def call():
             set_current_task(ctx)
-            return getattr(module, task.method)(*task.args, **task.kwargs)
+            value = getattr(module, task.method)(*task.args, **task.kwargs)
+            try:
+                SecurityValidator.encode_result(value)
+            except SecurityError as exc:
+                raise SecurityError(f"the task's result was refused: {exc}") from None
+            return value
 
         outcome, payload = run_in_child(call, ctx.cancel_event.is_set,
                                         on_start=lambda pid: setattr(ctx, "child_pid", pid))
@@ -368,11 +439,11 @@ class SlotEngine:
                 del self.active[ctx.task_id]
             self._slot_freed.notify_all()
 
-    def _release(self, ctx: TaskContext, why: str) -> None:
+    def _release(self, ctx: TaskContext, why: str, park: bool = False) -> None:
         try:
             self.scripts.task_release(keys=[self.keys.rq_job(ctx.task_id)],
                                       args=[self.keys.prefix, ctx.task_id, self.worker_name, ctx.attempt,
-                                            why, self.timing.result_ttl])
+                                            why, self.timing.result_ttl, "park" if park else ""])
         except redis.RedisError as exc:
             log.warning("could not give back %s (%s); its lease will expire and it will re-run",
                         ctx.task_id, exc)

@@ -1,5 +1,5 @@
 --[[
-  Cancel a task. Queued (or held by a paused module) and deferred tasks end
+  Cancel a task. Queued (also held for a paused module or parked) and deferred tasks end
   cancelled at once and never run; their descendants are settled. A running task
   gets its cancellation flag: it ends cancelled when its run returns.
 
@@ -22,11 +22,7 @@ if status == 'running' then
   publish('cancel_requested', id, {module = f[3]})
   return 'cancelling'
 end
-if status == 'queued' then
-  redis.call('LREM', 'rq:queue:' .. f[2], 1, id)
-  redis.call('LREM', P .. ':held:' .. f[3] .. ':' .. f[4], 1, id)
-  redis.call('ZREM', P .. ':delayed', id)
-end
+if status == 'queued' then unlist_queued(id, f[2], f[3], f[4]) end
 local ts = now_ms()
 set_terminal(id, 'cancelled', reason, ts, ttl)
 settle_children(id, 'cancelled', reason, ts, ttl)

@@ -4,30 +4,44 @@
   The cluster's scheduling policy (hash <prefix>:sched, set by sched_set_policy)
   decides the order, here, so every worker follows it without an extra round trip:
     priority_first (default, also shortest_job_first): queues scanned in the order
-      given (strict priority), FIFO within a queue. Tasks of a paused module are set
-      aside on that module's held list; tasks of a module this worker cannot load are
-      left in place for other workers.
+      given (strict priority), FIFO within a queue. A queue's head is never looked
+      past: tasks of a paused module are set aside on that module's held list, and
+      tasks this worker cannot start (module not registered, or listed in ARGV[5]) are
+      parked (includes/task_common.lua) with the reason in `piano_wait_reason`.
+      Parked tasks of a level come before that level's queue, for any worker that
+      can start their module.
     weighted_priority, round_robin, fair_share: see includes/sched_pick.lua.
   Every start counts one running slot for its module (<prefix>:sched:running, given
   back by sched_unclaim when the run ends) and its wait in <prefix>:sched:stats.
+  Work per call is bounded: at most ARGV[6] tasks set aside (held, parked or stale
+  entries dropped); when that budget runs out a wake-up token makes a worker call again.
 
   KEYS[1…n]  rq:queue:<name> for each queue, in scan order
   ARGV[1]    piano key prefix
   ARGV[2]    worker name
   ARGV[3]    lease in milliseconds
   ARGV[4]    how many tasks to claim at most
-  ARGV[5]    JSON list of module names this worker cannot load
-  ARGV[6]    how many skipped tasks to look past per queue before giving up on it
+  ARGV[5]    JSON object {module: why this worker cannot load it} (a JSON list of
+             module names is accepted too)
+  ARGV[6]    how many tasks to set aside (or look past, for quotas) per call at most
 
   Returns a list of {id, module, method, payload, timeout, attempts, origin, agent,
-  registration} (registration: the module's JSON in <prefix>:modules, "" if none).
+  registration} (registration: the module's JSON in <prefix>:modules).
 ]]
 --!include task_common
 
 local worker, lease, count = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local skip = {}
-for _, m in ipairs(cjson.decode(ARGV[5])) do skip[m] = true end
+do
+  local listed = cjson.decode(ARGV[5])
+  if listed[1] ~= nil then
+    for _, m in ipairs(listed) do skip[m] = 'it failed to load there' end
+  else
+    for m, why in pairs(listed) do skip[m] = tostring(why) end
+  end
+end
 local window = tonumber(ARGV[6])
+local budget = window
 local paused_key = P .. ':paused'
 local any_paused = redis.call('SCARD', paused_key) > 0
 local policy_cfg = redis.call('HMGET', SCHED, 'policy', 'aging_ms', 'fairness', 'indexed')
@@ -39,10 +53,42 @@ local FIELDS = {'piano_status', 'piano_module', 'piano_method', 'piano_payload',
 local ts = now_ms()
 local claimed = {}
 
+local function origin_of(qi) return string.sub(KEYS[qi], 10) end  -- after 'rq:queue:'
+
+local function is_paused(module)
+  return any_paused and redis.call('SISMEMBER', paused_key, module) == 1
+end
+
+local registrations = {}
+local function registration(module)
+  local r = registrations[module]
+  if r == nil then
+    r = redis.call('HGET', MODULES, module) or false
+    registrations[module] = r
+  end
+  return r
+end
+
+-- Why this worker cannot start the module's tasks now, or nil.
+local function unstartable(module)
+  if skip[module] then
+    return 'worker ' .. worker .. ' cannot load module ' .. module .. ': ' .. skip[module]
+  end
+  if not registration(module) then
+    return 'module ' .. module .. ' is not registered; the task waits until it is registered again (or is cancelled)'
+  end
+  return nil
+end
+
 local function hold(qkey, id, f)
   redis.call('LREM', qkey, 1, id)
   redis.call('RPUSH', P .. ':held:' .. f[2] .. ':' .. f[8], id)
   redis.call('HSET', job_key(id), 'piano_wait_reason', 'module ' .. f[2] .. ' is paused')
+end
+
+local function park_from(qkey, id, f, why)
+  redis.call('LREM', qkey, 1, id)
+  park(id, string.sub(qkey, 10), f[2], why, false)
 end
 
 -- Start one run of a task already taken off its queue.
@@ -69,7 +115,40 @@ local function start_run(id, f)
   publish('started', id, {module = module, worker = worker})
   -- The module's registration rides along, so the worker need not read it per task.
   claimed[#claimed + 1] = {id, module, f[3], f[4], f[5] or '', tostring(attempts), f[6], f[7] or '',
-    redis.call('HGET', MODULES, module) or ''}
+    registration(module) or ''}
+end
+
+-- Parked tasks, by queue: origin -> {module, ...} (the index is small: one entry per
+-- module and level that has tasks set aside).
+local parked = {}
+for _, entry in ipairs(redis.call('SMEMBERS', PARKED)) do
+  local sep = string.find(entry, ':', 1, true)
+  if sep then
+    local origin = string.sub(entry, 1, sep - 1)
+    parked[origin] = parked[origin] or {}
+    table.insert(parked[origin], string.sub(entry, sep + 1))
+  end
+end
+
+-- Start parked tasks of queue qi whose module this worker can start; `gate(module)`
+-- (optional) says whether the module may start one more now (quotas).
+local function claim_parked(qi, gate)
+  local origin = origin_of(qi)
+  for _, m in ipairs(parked[origin] or {}) do
+    if #claimed >= count then return end
+    if not unstartable(m) and not is_paused(m) then
+      local key = parked_key(origin, m)
+      while #claimed < count and (not gate or gate(m)) do
+        local id = redis.call('LPOP', key)
+        if not id then
+          redis.call('SREM', PARKED, origin .. ':' .. m)
+          break
+        end
+        local f = redis.call('HMGET', job_key(id), unpack(FIELDS))
+        if f[1] == 'queued' and f[2] == m then start_run(id, f) end
+      end
+    end
+  end
 end
 
 --!include sched_pick
@@ -84,37 +163,53 @@ elseif policy_cfg[4] == '1' and policy == 'fair_share' then
   pick = pick_fair_share
 end
 
+local function out_of_budget()
+  if budget <= 0 then wake(1) return true end
+  return false
+end
+
 if pick then
+  local gate = nil
+  if policy == 'fair_share' or (policy == 'weighted_priority' and policy_cfg[3] == '1') then
+    gate = function(m) return not at_quota(m) end
+  end
+  for qi = 1, #KEYS do claim_parked(qi, gate) end
   while #claimed < count do
     local qi, id, f, taken = pick()
     if not qi then break end
     if not taken then redis.call('LREM', KEYS[qi], 1, id) end
     start_run(id, f)
   end
+  out_of_budget()
   return claimed
 end
 
--- PRIORITY_FIRST: the fast path.
+-- PRIORITY_FIRST: the fast path. Only a queue's head is ever read.
 for qi = 1, #KEYS do
   local qkey = KEYS[qi]
-  local pos, skipped = 0, 0
-  while #claimed < count and skipped <= window do
-    local id = redis.call('LINDEX', qkey, pos)
+  claim_parked(qi)
+  while #claimed < count and budget > 0 do
+    local id = redis.call('LINDEX', qkey, 0)
     if not id then break end
     local f = redis.call('HMGET', job_key(id), unpack(FIELDS))
-    if f[1] ~= 'queued' then
+    if f[1] ~= 'queued' or not f[2] then
       -- Stale entry (cancelled or expired task): drop it.
       redis.call('LREM', qkey, 1, id)
-    elseif any_paused and redis.call('SISMEMBER', paused_key, f[2]) == 1 then
+      budget = budget - 1
+    elseif is_paused(f[2]) then
       hold(qkey, id, f)
-    elseif skip[f[2]] then
-      pos = pos + 1
-      skipped = skipped + 1
+      budget = budget - 1
     else
-      redis.call('LREM', qkey, 1, id)
-      start_run(id, f)
+      local why = unstartable(f[2])
+      if why then
+        park_from(qkey, id, f, why)
+        budget = budget - 1
+      else
+        redis.call('LREM', qkey, 1, id)
+        start_run(id, f)
+      end
     end
   end
-  if #claimed >= count then break end
+  if #claimed >= count or out_of_budget() then break end
 end
 return claimed

@@ -3,16 +3,13 @@
   next task to start as (queue index, id, fields) without removing it, or nil.
   See docs/scheduling.md for the guarantees each one gives.
 
-  Uses task_claim's locals: ts, window, skip, any_paused, paused_key, FIELDS, hold,
-  policy_cfg (HMGET of <prefix>:sched policy, aging_ms, fairness, indexed).
+  Uses task_claim's locals: ts, window, budget, skip, FIELDS, hold, park_from,
+  is_paused, unstartable, origin_of, policy_cfg (HMGET of <prefix>:sched policy,
+  aging_ms, fairness, indexed).
 ]]
 
 local QUOTAS = SCHED .. ':quota'
 local MODULE_RUNNING = SCHED .. ':running'
-
-local function is_paused(module)
-  return any_paused and redis.call('SISMEMBER', paused_key, module) == 1
-end
 
 -- A module at its quota starts nothing more until one of its runs ends.
 local function at_quota(module)
@@ -21,18 +18,25 @@ local function at_quota(module)
   return tonumber(redis.call('HGET', MODULE_RUNNING, module) or '0') >= quota
 end
 
--- First startable task of one queue, looking past at most `window` left-in-place ones:
--- stale entries are dropped and a paused module's tasks set aside, as PRIORITY_FIRST does.
+-- First startable task of one queue, looking past at most `window` left-in-place ones
+-- (modules at their quota): stale entries are dropped, a paused module's tasks set aside
+-- and tasks this worker cannot start parked, as PRIORITY_FIRST does.
 local function first_ready(qkey, blocked)
   local pos, skipped = 0, 0
-  while skipped <= window do
+  while skipped <= window and budget > 0 do
     local id = redis.call('LINDEX', qkey, pos)
     if not id then return nil end
     local f = redis.call('HMGET', job_key(id), unpack(FIELDS))
-    if f[1] ~= 'queued' then
+    local why = f[1] == 'queued' and f[2] and unstartable(f[2])
+    if f[1] ~= 'queued' or not f[2] then
       redis.call('LREM', qkey, 1, id)
+      budget = budget - 1
     elseif is_paused(f[2]) then
       hold(qkey, id, f)
+      budget = budget - 1
+    elseif why then
+      park_from(qkey, id, f, why)
+      budget = budget - 1
     elseif blocked(f[2]) then
       pos = pos + 1
       skipped = skipped + 1
@@ -50,7 +54,7 @@ end
 local function pick_weighted()
   local aging = tonumber(policy_cfg[2] or '') or 5000
   local fair = policy_cfg[3] == '1'
-  local blocked = function(m) return skip[m] or (fair and at_quota(m)) end
+  local blocked = function(m) return fair and at_quota(m) end
   local best_qi, best_id, best_f, best_key
   for qi = 1, #KEYS do
     local id, f = first_ready(KEYS[qi], blocked)
@@ -63,7 +67,6 @@ local function pick_weighted()
 end
 
 -- --- indexed policies: tasks listed per (queue, module) by sched_index ---------------
-local function origin_of(qi) return string.sub(KEYS[qi], 10) end  -- after 'rq:queue:'
 local function mods_key(qi) return SCHED .. ':mods:' .. origin_of(qi) end
 
 -- Oldest still-queued task of `module` in queue qi, dropping stale index entries
@@ -84,8 +87,26 @@ local function take_indexed(qi, module)
   end
 end
 
+-- Tasks of a module this worker cannot start are parked (a bounded number per call).
+local function park_indexed(qi, module, why)
+  while budget > 0 do
+    local id, f = take_indexed(qi, module)
+    if not id then return end
+    park(id, origin_of(qi), module, why, false)
+    budget = budget - 1
+  end
+end
+
 -- Paused modules are left in place (not set aside): resume needs nothing more.
-local function startable(module) return not skip[module] and not is_paused(module) end
+local function startable(qi, module)
+  if is_paused(module) then return false end
+  local why = unstartable(module)
+  if why then
+    park_indexed(qi, module, why)
+    return false
+  end
+  return true
+end
 
 -- ROUND_ROBIN: strict priority between queues; within one, modules with queued work
 -- take turns in name order after the queue's cursor (the module served last).
@@ -101,7 +122,7 @@ local function pick_round_robin()
       end
       for k = 0, #mods - 1 do
         local m = mods[(start - 1 + k) % #mods + 1]
-        if startable(m) then
+        if startable(qi, m) then
           local id, f = take_indexed(qi, m)
           if id then
             redis.call('HSET', cursors, origin_of(qi), m)
@@ -130,7 +151,7 @@ local function pick_fair_share()
   local candidates = {}
   for i, m in ipairs(order) do
     local quota, busy = tonumber(quotas[i] or ''), tonumber(running[i] or '0') or 0
-    if startable(m) and (not quota or busy < quota) then
+    if startable(level_of[m], m) and (not quota or busy < quota) then
       candidates[#candidates + 1] = {m, busy / (quota or 1), level_of[m]}
     end
   end

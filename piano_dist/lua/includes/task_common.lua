@@ -106,6 +106,35 @@ local function push_queued(id, origin, ts, at_front)
   wake(1)
 end
 
+-- Tasks that cannot start now (module not registered, or a worker cannot load it) are
+-- set aside per queue and module, like a paused module's held tasks, so that they never
+-- block the queue behind them: <P>:parked:<origin>:<module> (LIST, queue order) and the
+-- index <P>:parked (SET of "<origin>:<module>"). Workers that can start the module take
+-- them from there (task_claim). They stay `queued` and count in the backlog.
+local PARKED = P .. ':parked'
+local function parked_key(origin, module) return PARKED .. ':' .. origin .. ':' .. module end
+
+local function park(id, origin, module, why, at_front)
+  local jk = job_key(id)
+  redis.call('HSET', jk, 'status', 'queued', 'piano_status', 'queued', 'piano_wait_reason', why)
+  local key = parked_key(origin, module)
+  if at_front then redis.call('LPUSH', key, id) else redis.call('RPUSH', key, id) end
+  redis.call('SADD', PARKED, origin .. ':' .. module)
+end
+
+-- Take a queued task off whatever list it waits on (not yet terminal: the caller sets that).
+local function unlist_queued(id, origin, module, priority)
+  redis.call('LREM', 'rq:queue:' .. origin, 1, id)
+  if module then
+    redis.call('LREM', P .. ':held:' .. module .. ':' .. (priority or ''), 1, id)
+    local key = parked_key(origin, module)
+    if redis.call('LREM', key, 1, id) == 1 and redis.call('EXISTS', key) == 0 then
+      redis.call('SREM', PARKED, origin .. ':' .. module)
+    end
+  end
+  redis.call('ZREM', P .. ':delayed', id)
+end
+
 -- Record a terminal outcome on a task that is not running (deferred/queued/running alike).
 local function set_terminal(id, status, error, ts, ttl)
   local jk = job_key(id)
