@@ -1,15 +1,17 @@
 """`piano-dist dashboard`: rq-dashboard on the Redis every other command uses.
 
-Attached to the main CLI group, which puts ``--redis-url`` into PIANO_REDIS_URL.
+``--redis-url`` (before or after the command) goes through PIANO_REDIS_URL.
 rq-dashboard is an optional dependency (the ``dashboard`` extra), imported only here.
 """
 from __future__ import annotations
 
 import logging
-import re
-import sys
+import socket
 
 import click
+
+from .connect import check_reachable, redis_url, shown_url
+from .errors import CliError
 
 
 @click.command()
@@ -25,20 +27,28 @@ def dashboard(port: int, host: str, username: str | None, password: str | None) 
     try:
         from piano_dist.dashboard import make_app
     except ImportError as exc:  # rq-dashboard, or the six it imports undeclared, is missing
-        click.echo(f"error: the dashboard needs rq-dashboard: pip install 'piano-dist[dashboard]' ({exc})",
-                   err=True)
-        sys.exit(2)
-    from piano_dist.connection import resolve_redis_url
-
+        raise CliError(f"the dashboard needs rq-dashboard: pip install 'piano-dist[dashboard]' ({exc})") from None
     if bool(username) != bool(password):
         raise click.UsageError("give --username and --password together")
-    url = resolve_redis_url()
+    url = redis_url()
+    check_reachable(url)
+    if not _port_free(host, port):
+        raise CliError(f"cannot serve the dashboard on {host}:{port}: the port is in use (choose another: --port)")
     app = make_app(url, username, password)
     # werkzeug logs every request (the page polls every 2.5 s); keep errors only.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    shown = re.sub(r"://[^@/]*@", "://***@", url)  # never print a password
-    click.echo(f"piano-dist dashboard on http://{host}:{port}/ (Redis {shown})", err=True)
+    click.echo(f"piano-dist dashboard on http://{host}:{port}/ (Redis {shown_url(url)})", err=True)
     if not username and host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: the dashboard on {host} has no password: anyone who reaches port {port} can "
                    f"see every task and delete or requeue jobs; give --username/--password", err=True)
     app.run(host=host, port=port, threaded=True)
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True

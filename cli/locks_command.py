@@ -1,7 +1,4 @@
-"""`piano-dist locks`: who holds and who waits for which resource; release by lock id.
-
-Attached to the main CLI group, which puts a redis.Redis in ``ctx.obj["connection"]``.
-"""
+"""`piano-dist locks`: who holds and who waits for which resource; release by lock id."""
 from __future__ import annotations
 
 import json
@@ -11,15 +8,16 @@ import click
 from piano_dist.keys import Keys
 from piano_dist.resources.status import all_resource_status, release_lock
 
+from .errors import CliError
+
 
 def _connection(ctx: click.Context):
-    obj = ctx.obj or {}
-    if obj.get("connection") is None:
-        from piano_dist.connection import get_connection
+    given = (ctx.obj or {}).get("connection")  # tests hand one in
+    if given is not None:
+        return given
+    from .connect import connection
 
-        obj["connection"] = get_connection()
-        ctx.obj = obj
-    return obj["connection"]
+    return connection()
 
 
 def _age(epoch_seconds: float, now: float) -> str:
@@ -28,12 +26,11 @@ def _age(epoch_seconds: float, now: float) -> str:
 
 @click.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
-@click.option("--prefix", default=None, help="Key prefix (default: PIANO_PREFIX or 'piano').")
 @click.pass_context
-def locks(ctx: click.Context, as_json: bool, prefix: str | None) -> None:
+def locks(ctx: click.Context, as_json: bool) -> None:
     """List resource locks: holders (mode, fence, lease left) and queued waiters."""
     ctx.ensure_object(dict)
-    ctx.obj["lock_keys"] = Keys(prefix)
+    ctx.obj["lock_keys"] = Keys()
     if ctx.invoked_subcommand is not None:
         return
     connection = _connection(ctx)
@@ -63,7 +60,8 @@ def locks(ctx: click.Context, as_json: bool, prefix: str | None) -> None:
 @click.pass_context
 def release(ctx: click.Context, lock_id: str) -> None:
     """Release LOCK_ID for an operator (its holder's next fenced write is refused)."""
-    if release_lock(_connection(ctx), ctx.obj["lock_keys"], lock_id):
+    ctx.ensure_object(dict)
+    if release_lock(_connection(ctx), ctx.obj.get("lock_keys") or Keys(), lock_id):
         click.echo(f"released {lock_id}")
     else:
-        raise click.ClickException(f"lock {lock_id} is not held (unknown, released, or its lease lapsed)")
+        raise CliError(f"lock {lock_id} is not held (unknown, released, or its lease lapsed)")

@@ -1,7 +1,8 @@
 """Settings read from the environment, in one place.
 
 Precedence for the Redis URL: an explicit argument, then ``PIANO_REDIS_URL``, then
-``REDIS_URL``, then the embedded Redis server (see :mod:`piano_dist.embedded`).
+``REDIS_URL``, then ``RQ_REDIS_URL`` (what rq's own CLI reads), then the embedded Redis
+server (see :mod:`piano_dist.embedded`).
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ _PREFIX_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 def configured_redis_url() -> str | None:
     """The Redis URL named by the environment, or None when the embedded one is wanted."""
-    return os.environ.get("PIANO_REDIS_URL") or os.environ.get("REDIS_URL") or None
+    return (os.environ.get("PIANO_REDIS_URL") or os.environ.get("REDIS_URL")
+            or os.environ.get("RQ_REDIS_URL") or None)
 
 
 def piano_home() -> Path:

@@ -28,6 +28,7 @@ from ..core.allowlist import AllowList
 from ..core.loader import ModuleLoader
 from ..core.registry import ModuleRegistry
 from ..keys import Keys
+from .task_log import TaskLog, use_json_lines
 
 log = logging.getLogger("piano_dist.worker")
 
@@ -144,16 +145,22 @@ class PianoWorker(BaseWorker):
 
     def work(self, burst: bool = False, logging_level: str | None = None, date_format: str | None = None,
              log_format: str | None = None, max_jobs: int | None = None, max_idle_time: int | None = None,
-             with_scheduler: bool = False, **_ignored: Any) -> bool:
+             with_scheduler: bool = False, log_json: bool | None = None, **_ignored: Any) -> bool:
         from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 
         from rq.logutils import setup_loghandlers
 
-        self.bootstrap(logging_level or "INFO", date_format or DEFAULT_LOGGING_DATE_FORMAT,
-                       log_format or DEFAULT_LOGGING_FORMAT)
-        # piano-dist's own records (signals, discarded results, lost leases) at the same level.
-        setup_loghandlers(logging_level or "INFO", date_format or DEFAULT_LOGGING_DATE_FORMAT,
+        level = logging_level or "INFO"
+        level = level.upper() if isinstance(level, str) else level
+        if log_json is None:  # `rq worker -w …` cannot pass it: PIANO_LOG_FORMAT=json then
+            log_json = os.environ.get("PIANO_LOG_FORMAT", "").lower() == "json"
+        if log_json:
+            use_json_lines(level)
+        self.bootstrap(level, date_format or DEFAULT_LOGGING_DATE_FORMAT, log_format or DEFAULT_LOGGING_FORMAT)
+        # piano-dist's own records (task lines, signals, discarded results, lost leases) at the same level.
+        setup_loghandlers(level, date_format or DEFAULT_LOGGING_DATE_FORMAT,
                           log_format or DEFAULT_LOGGING_FORMAT, name="piano_dist")
+        self.engine.outcome_hooks.append(TaskLog(self.name))
         self._install_signal_handlers()
         self.engine.tick_hooks.append(self._heartbeat_tick)
         self.set_state(WorkerStatus.IDLE)

@@ -550,10 +550,39 @@ class TaskClient:
         return counts
 
     def unregister_module(self, name: str) -> int:
-        """Remove a module cluster-wide and cancel its queued and deferred tasks."""
+        """Remove a module cluster-wide and cancel its queued and deferred tasks (running
+        ones finish). Returns how many were cancelled."""
         self.registry.require(name)
-        ids = self.queued_task_ids(name)
         self.registry.unregister(name)
-        for tid in ids:
-            self.cancel(tid, f"module {name} was unregistered")
-        return len(ids)
+        return self._cancel_module_tasks(name, ("queued", "deferred"), f"module {name} was unregistered")[0]
+
+    def cancel_module(self, name: str, reason: str | None = None) -> tuple[int, int]:
+        """Cancel every queued (held, waiting to retry) and deferred task of a module and
+        ask its running ones to stop. Returns (cancelled, running asked to stop)."""
+        self.registry.require(name)
+        return self._cancel_module_tasks(name, ("queued", "deferred", "running"),
+                                         reason or f"module {name}'s tasks were cancelled")
+
+    def _cancel_module_tasks(self, name: str, statuses: tuple, reason: str) -> tuple[int, int]:
+        from .listing import candidate_ids, task_rows
+
+        rows = [r for r in task_rows(self.connection, candidate_ids(self.connection, self.keys, statuses))
+                if r["module"] == name and r["status"] in statuses]
+        # Newest first: a child is cancelled before its parent, so each of the module's
+        # tasks ends `cancelled` itself rather than `dependency_failed` through a parent.
+        rows.sort(key=lambda r: (r["created_at"] or 0.0, r["task_id"]), reverse=True)
+        done = self.cancel_many([r["task_id"] for r in rows], reason)
+        return done.count("cancelled"), done.count("cancelling")
+
+    def cancel_many(self, task_ids: list[str], reason: str = "cancelled by request") -> list[str]:
+        """Cancel tasks in order, pipelined; per task "cancelled", "cancelling" (running:
+        flag set) or "" (unknown or already ended, e.g. through a cancelled parent)."""
+        outcomes: list = []
+        for start in range(0, len(task_ids), 500):
+            with self.connection.pipeline(transaction=False) as pipe:
+                for tid in task_ids[start:start + 500]:
+                    self.scripts.task_cancel(keys=[self.keys.rq_job(tid)],
+                                             args=[self.keys.prefix, tid, self.timing.result_ttl, reason],
+                                             client=pipe)
+                outcomes += pipe.execute()
+        return [o.decode() if isinstance(o, bytes) else o for o in outcomes]

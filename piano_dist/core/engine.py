@@ -141,6 +141,9 @@ class SlotEngine:
         self.tick_hooks: list[Callable[[], None]] = []
         # "cannot load module" lines: once per module a minute, at most 10 in any 5 s.
         self._load_log = LogLimiter(per_key=60.0, burst=10, window=5.0)
+        # Called with (task context, recorded outcome, seconds, result JSON or error text)
+        # once each outcome is recorded (refused ones excluded): the worker's task log.
+        self.outcome_hooks: list[Callable[[TaskContext, str, float, str], None]] = []
 
     # --- lifecycle ----------------------------------------------------------------
     def start(self, burst: bool = False) -> None:
@@ -331,6 +334,8 @@ class SlotEngine:
         try:
             value = getattr(module, task.method)(*task.args, **task.kwargs)
         except BaseException as exc:  # SystemExit too: the module's failure is the task's, not the worker's
+            log.debug("task %s %s.%s raised", ctx.task_id, task.module, task.method, exc_info=True,
+                      extra={"task_id": ctx.task_id})
             return "failed", self._describe(exc), None
         finally:
             reset_current_task(token)
@@ -391,8 +396,8 @@ class SlotEngine:
                     return
                 batch, self._outbox = self._outbox[:200], self._outbox[200:]
             results = self._record(batch)
-            for (ctx, _, elapsed), result in zip(batch, results):
-                self._after_record(ctx, result, elapsed)
+            for (ctx, args, elapsed), result in zip(batch, results):
+                self._after_record(ctx, result, elapsed, args[5])
 
     def _stop_finisher(self) -> None:
         with self._outbox_ready:
@@ -417,7 +422,7 @@ class SlotEngine:
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    def _after_record(self, ctx: TaskContext, result: Any, elapsed: float) -> None:
+    def _after_record(self, ctx: TaskContext, result: Any, elapsed: float, payload: str = "") -> None:
         if isinstance(result, Exception):
             log.error("recording the outcome of %s failed: %s", ctx.task_id, result)
             final = "refused"
@@ -432,6 +437,12 @@ class SlotEngine:
         self._free(ctx)
         if self.on_finished and final != "refused":
             self.on_finished(ctx.module_name, final, elapsed)
+        if final != "refused":
+            for hook in self.outcome_hooks:
+                try:
+                    hook(ctx, final, elapsed, payload)
+                except Exception:
+                    log.exception("outcome hook failed for %s", ctx.task_id)
 
     def _free(self, ctx: TaskContext) -> None:
         with self._slot_freed:

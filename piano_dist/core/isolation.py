@@ -7,11 +7,14 @@ call, sends back ("ok", json) or ("error", text), and exits.
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import os
 import signal
 import traceback
 from typing import Any, Callable
+
+from .context import current_task
 
 _FORK = multiprocessing.get_context("fork")
 
@@ -35,6 +38,11 @@ def _child(call: Callable[[], Any], conn, parent: int) -> None:
         value = call()
         conn.send(("ok", json.dumps(value)))
     except BaseException as exc:  # everything the call raises is the task's outcome
+        # The full traceback at DEBUG, in the worker's log (the child inherits its handlers).
+        ctx = current_task()  # set by the call, still set here
+        task_id = ctx.task_id if ctx else "?"
+        logging.getLogger("piano_dist.engine").debug("task %s raised (task process %s)", task_id, os.getpid(),
+                                                     exc_info=True, extra={"task_id": task_id})
         tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
         conn.send(("error", f"{type(exc).__name__}: {exc}\n{''.join(tb[-3:])}"[:8000]))
     finally:

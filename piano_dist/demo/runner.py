@@ -170,6 +170,17 @@ class DemoRun:
                 raise TimeoutError(f"demo did not finish within {self.config.timeout}s "
                                    f"({len(self._ended)}/{total} tasks ended)")
 
+    def cancel_unfinished(self, reason: str = "the demo run ended early (timeout or interrupt)") -> int:
+        """Cancel this run's tasks that have not ended (running ones get the cancel flag),
+        so that none stays queued for a module about to be unregistered. Returns how many."""
+        if not self.task_ids:
+            return 0
+        try:
+            outcomes = self.manager.client.cancel_many(self.task_ids, reason)
+        except Exception:  # Redis gone too: nothing more to do here
+            return 0
+        return sum(1 for o in outcomes if o)
+
     def report(self, wall: float) -> dict[str, Any]:
         statuses = self.manager.client.get_statuses(self.task_ids)
         by_status: dict[str, int] = {}
@@ -228,6 +239,9 @@ class DemoRun:
                 on_started(self)
             self.follow(on_progress)
             result = self.report(time.monotonic() - started)
+        except BaseException:  # timed out, interrupted, failed: leave nothing queued behind
+            self.cancel_unfinished()
+            raise
         finally:
             if not self.config.external_workers:
                 self.stop_workers()

@@ -1,0 +1,115 @@
+"""``piano-dist info``: queues, paused modules and their held tasks, workers and slots,
+cluster-wide counters with their units."""
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from piano_dist.keys import PRIORITY_LEVELS
+
+from .common import JSON_OPTION, client
+from .connect import redis_url, shown_url
+from .output import echo_json, seconds
+
+# The stats hash's counters, by the name and unit `info` shows them with.
+_COUNTERS = {
+    "submitted": "submitted_tasks", "completed": "completed_tasks", "failed": "failed_tasks",
+    "timed_out": "timed_out_tasks", "dependency_failed": "dependency_failed_tasks",
+    "cancelled": "cancelled_tasks", "retried": "retried_runs", "requeued": "requeued_runs",
+    "backlog": "backlog_tasks",
+}
+
+
+def counters(stats: dict[str, int]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in stats.items():
+        if name == "execution_ms":
+            out["execution_seconds"] = round(value / 1000, 3)
+        else:
+            out[_COUNTERS.get(name, name)] = value
+    return out
+
+
+def gather() -> dict[str, Any]:
+    from piano_dist.core.listing import paused_backlog
+    from piano_dist.executor import ModuleExecutor
+
+    tasks = client()
+    keys, conn = tasks.keys, tasks.connection
+    with conn.pipeline(transaction=False) as pipe:
+        for q in keys.queue_names:
+            pipe.llen(keys.rq_queue(q))
+        for q in keys.queue_names:
+            pipe.zcard(keys.rq_registry("deferred", q))
+        pipe.zcard(keys.running)
+        pipe.zcard(keys.delayed)
+        pipe.hgetall(keys.stats)
+        rows = pipe.execute()
+    n = len(PRIORITY_LEVELS)
+    queues = dict(zip(keys.queue_names, rows[:n]))
+    paused = paused_backlog(conn, keys)
+    if paused:  # held tasks still wait at their priority
+        with conn.pipeline(transaction=False) as pipe:
+            for module in paused:
+                for level in range(1, n + 1):
+                    pipe.llen(keys.held(module, level))
+            held = pipe.execute()
+        for j, count in enumerate(held):
+            queues[keys.queue_names[j % n]] += count
+    stats = {k.decode(): int(float(v)) for k, v in rows[2 * n + 2].items()}
+    workers = ModuleExecutor(0, connection=conn).worker_metrics()
+    return {
+        "redis": shown_url(redis_url()),
+        "prefix": keys.prefix,
+        "queues": queues,
+        "deferred": sum(rows[n:2 * n]),
+        "running": rows[2 * n],
+        "waiting_to_retry": rows[2 * n + 1],
+        "paused_modules": paused,
+        "workers": sorted(workers, key=lambda w: w["name"]),
+        "slots": sum(w["slots"] for w in workers),
+        "busy_slots": sum(w["running"] for w in workers),
+        "counters": counters(stats),
+    }
+
+
+def _tasks(n: int) -> str:
+    return f"{n} task" if n == 1 else f"{n} tasks"
+
+
+@click.command()
+@JSON_OPTION
+def info(as_json: bool) -> None:
+    """Queues (critical first), paused modules and their held tasks, workers and slots, counters."""
+    data = gather()
+    if as_json:
+        echo_json(data)
+        return
+    click.echo(f"redis: {data['redis']} (prefix {data['prefix']})")
+    click.echo("queues (tasks waiting, most urgent first):")
+    width = max(len(q) for q in data["queues"])
+    for q, count in data["queues"].items():
+        click.echo(f"  {q:<{width}}  {_tasks(count)}")
+    click.echo(f"deferred: {_tasks(data['deferred'])}; running: {_tasks(data['running'])}; "
+               f"waiting to retry: {_tasks(data['waiting_to_retry'])}")
+    if data["paused_modules"]:
+        click.echo("paused modules:")
+        for module, count in data["paused_modules"].items():
+            click.echo(f"  {module}: {_tasks(count)} held")
+    else:
+        click.echo("paused modules: none")
+    click.echo(f"workers: {len(data['workers'])} ({data['busy_slots']}/{data['slots']} slots busy)")
+    for w in data["workers"]:
+        click.echo(f"  {w['name']}: {w['running']}/{w['slots']} slots busy, {_tasks(w['tasks_executed'])} run, "
+                   f"{w['tasks_failed']} failed, peak RSS {w['peak_memory_usage'] / 1e6:.0f} MB")
+    c = data["counters"]
+    parts = [f"{c.pop(name)} {name.rsplit('_', 1)[0].replace('_', ' ')}"
+             for name in list(c) if name.endswith("_tasks") and name != "backlog_tasks"]
+    runs = [f"{c.pop(name)} runs {name[:-len('_runs')]}" for name in list(c) if name.endswith("_runs")]
+    line = ", ".join(parts + runs)
+    if "execution_seconds" in c:
+        line += f"; task run time {seconds(c.pop('execution_seconds'))} in all"
+    c.pop("backlog_tasks", None)
+    line += "".join(f", {k}={v}" for k, v in c.items())
+    click.echo(f"tasks: {line or 'none yet'}")

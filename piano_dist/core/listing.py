@@ -1,0 +1,164 @@
+"""Read-only views over many tasks: list them, a task's parents, the backlog of paused
+modules. Used by the CLI (``piano-dist tasks``, ``status``, ``info``).
+
+Tasks are found where the task scripts keep them — the priority queues, the held lists
+of paused modules, the retry-delay set, the running set and RQ's deferred, finished,
+failed and canceled registries of the prefix's queues — so a listing costs one read per
+task Redis still keeps (finished ones for the result TTL), never a scan of the keyspace.
+Registry entries can outlive their task's hash; each task's own hash is the truth.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Iterable
+
+import redis
+
+from ..keys import PRIORITY_LEVELS, Keys
+from .types import Priority, TaskStatus
+
+_FIELDS = ("piano_status", "piano_module", "piano_method", "piano_priority", "created_at", "started_at",
+           "ended_at", "piano_agent", "worker_name")
+_CHUNK = 1000
+
+# Where each status lives (RQ registry kinds per queue, and piano's own structures).
+_REGISTRIES = {
+    "deferred": ("deferred",),
+    "completed": ("finished",),
+    "failed": ("failed",),
+    "timed_out": ("failed",),
+    "dependency_failed": ("failed",),
+    "cancelled": ("canceled",),
+}
+
+
+def _epoch(raw: bytes | None) -> float | None:
+    if not raw:
+        return None
+    try:
+        return datetime.strptime(raw.decode(), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _text(raw: bytes | None) -> str | None:
+    return raw.decode(errors="replace") if raw else None
+
+
+def _priority_name(raw: bytes | None) -> str | None:
+    try:
+        return Priority(int(raw)).name.lower() if raw else None
+    except ValueError:
+        return None
+
+
+def candidate_ids(connection: redis.Redis, keys: Keys, statuses: Iterable[str] | None = None) -> list[str]:
+    """Ids of the prefix's tasks in the structures that hold ``statuses`` (default all)."""
+    wanted = set(statuses) if statuses else {s.value for s in TaskStatus}
+    kinds = sorted({kind for s in wanted for kind in _REGISTRIES.get(s, ())})
+    paused = [m.decode() for m in connection.smembers(keys.paused_modules)] if "queued" in wanted else []
+    with connection.pipeline(transaction=False) as pipe:
+        for q in keys.queue_names:
+            if "queued" in wanted:
+                pipe.lrange(keys.rq_queue(q), 0, -1)
+            for kind in kinds:
+                pipe.zrange(keys.rq_registry(kind, q), 0, -1)
+        if "queued" in wanted:
+            pipe.zrange(keys.delayed, 0, -1)
+            for module in paused:
+                for level in range(1, len(PRIORITY_LEVELS) + 1):
+                    pipe.lrange(keys.held(module, level), 0, -1)
+        if "running" in wanted:
+            pipe.zrange(keys.running, 0, -1)
+        rows = pipe.execute()
+    return list(dict.fromkeys(i.decode() for row in rows for i in row))
+
+
+def task_rows(connection: redis.Redis, task_ids: list[str]) -> list[dict]:
+    """Each still-existing task's summary: id, status, module, method, priority, agent,
+    worker and its created/started/ended times (epoch seconds)."""
+    out = []
+    for start in range(0, len(task_ids), _CHUNK):
+        chunk = task_ids[start:start + _CHUNK]
+        with connection.pipeline(transaction=False) as pipe:
+            for tid in chunk:
+                pipe.hmget(Keys.rq_job(tid), _FIELDS)
+            rows = pipe.execute()
+        for tid, row in zip(chunk, rows):
+            values = dict(zip(_FIELDS, row))
+            if not values["piano_status"]:
+                continue
+            out.append({
+                "task_id": tid,
+                "status": _text(values["piano_status"]),
+                "module": _text(values["piano_module"]),
+                "method": _text(values["piano_method"]),
+                "priority": _priority_name(values["piano_priority"]),
+                "agent": _text(values["piano_agent"]),
+                "worker": _text(values["worker_name"]),
+                "created_at": _epoch(values["created_at"]),
+                "started_at": _epoch(values["started_at"]),
+                "ended_at": _epoch(values["ended_at"]),
+            })
+    return out
+
+
+def list_tasks(connection: redis.Redis, keys: Keys, status: str | None = None, module: str | None = None,
+               agent: str | None = None, limit: int | None = None) -> list[dict]:
+    """The prefix's tasks, newest created first, filtered; ``limit`` keeps the newest N.
+    Tasks held for a paused module are ``queued``, as their own status says."""
+    rows = task_rows(connection, candidate_ids(connection, keys, [status] if status else None))
+    rows = [r for r in rows
+            if (status is None or r["status"] == status) and (module is None or r["module"] == module)
+            and (agent is None or r["agent"] == agent)]
+    rows.sort(key=lambda r: (r["created_at"] or 0.0, r["task_id"]), reverse=True)
+    return rows if limit is None else rows[:limit]
+
+
+def dependencies(connection: redis.Redis, keys: Keys, task_id: str) -> tuple[list[str], list[str]]:
+    """A task's parents (as submitted) and those it still waits for."""
+    with connection.pipeline(transaction=False) as pipe:
+        pipe.hget(Keys.rq_job(task_id), "dependency_ids")
+        pipe.smembers(keys.task_pending_parents(task_id))
+        raw, pending = pipe.execute()
+    try:
+        parents = json.loads(raw) if raw else []
+    except ValueError:
+        parents = []
+    if not isinstance(parents, list):
+        parents = []
+    parents = [p for p in parents if isinstance(p, str)]
+    waiting = sorted(p.decode() for p in pending)
+    return parents, [p for p in parents if p in waiting] + [p for p in waiting if p not in parents]
+
+
+def paused_backlog(connection: redis.Redis, keys: Keys) -> dict[str, int]:
+    """Each paused module with the number of its tasks waiting: those set aside on its
+    held lists, plus those still on a queue (set aside when a worker next claims)."""
+    paused = sorted(m.decode() for m in connection.smembers(keys.paused_modules))
+    if not paused:
+        return {}
+    counts = dict.fromkeys(paused, 0)
+    with connection.pipeline(transaction=False) as pipe:
+        for module in paused:
+            for level in range(1, len(PRIORITY_LEVELS) + 1):
+                pipe.llen(keys.held(module, level))
+        held = pipe.execute()
+    for i, module in enumerate(paused):
+        counts[module] = sum(held[i * len(PRIORITY_LEVELS):(i + 1) * len(PRIORITY_LEVELS)])
+    queued: list[str] = []
+    with connection.pipeline(transaction=False) as pipe:
+        for q in keys.queue_names:
+            pipe.lrange(keys.rq_queue(q), 0, -1)
+        for row in pipe.execute():
+            queued += [i.decode() for i in row]
+    for start in range(0, len(queued), _CHUNK):
+        with connection.pipeline(transaction=False) as pipe:
+            for tid in queued[start:start + _CHUNK]:
+                pipe.hmget(Keys.rq_job(tid), "piano_status", "piano_module")
+            for status, module in pipe.execute():
+                name = _text(module)
+                if status == b"queued" and name in counts:
+                    counts[name] += 1
+    return counts
