@@ -90,12 +90,12 @@ def test_registration_errors_store_nothing(manager, redis_client):
 
 
 def _one_error_line(result, *prefixes: str) -> str:
-    assert result.returncode != 0, result.stdout
-    assert "Traceback" not in result.stderr, result.stderr
+    """The README's promise: one non-empty line in all, on stderr, `error: …`, exit 2."""
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert not result.stdout.strip(), result.stdout
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    error_lines = [line for line in lines if line.startswith(prefixes)]
-    assert len(error_lines) == 1, result.stderr
-    return error_lines[0]
+    assert len(lines) == 1 and lines[0].startswith(prefixes), result.stderr
+    return lines[0]
 
 
 CLI_MISTAKES = [
@@ -103,17 +103,17 @@ CLI_MISTAKES = [
     (["submit", "no_such_module"], "error:", "no_such_module"),
     (["submit", "echo", "_private"], "error:", "_private"),
     (["submit", "echo", "fly"], "error:", "fly"),
-    (["submit", "echo", "run", "--args", "[1, oops]"], "Error:", "--args"),
-    (["submit", "echo", "run", "--args", "{}"], "Error:", "--args"),
-    (["submit", "echo", "run", "--priority", "urgent"], "Error:", "urgent"),
+    (["submit", "echo", "run", "--args", "[1, oops]"], "error:", "--args"),
+    (["submit", "echo", "run", "--args", "{}"], "error:", "--args"),
+    (["submit", "echo", "run", "--priority", "urgent"], "error:", "urgent"),
     (["submit", "echo", "run", "--depends-on", "nope_nope"], "error:", "nope_nope"),
     (["pause", "no_such_module"], "error:", "no_such_module"),
     (["resume", "no_such_module"], "error:", "no_such_module"),
     (["status", "no_such_task"], "error:", "no_such_task"),
     (["cancel", "no_such_task"], "error:", "no_such_task"),
-    (["worker", "--queues", "bogus"], "Error:", "bogus"),
+    (["worker", "--queues", "bogus"], "error:", "bogus"),
     (["--prefix", "bad prefix!", "info"], "error:", "prefix"),
-    (["frobnicate"], "Error:", "frobnicate"),
+    (["frobnicate"], "error:", "frobnicate"),
 ]
 
 

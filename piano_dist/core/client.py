@@ -553,26 +553,28 @@ class TaskClient:
         """Remove a module cluster-wide and cancel its queued and deferred tasks (running
         ones finish). Returns how many were cancelled."""
         self.registry.require(name)
+        waiting = self._module_task_ids(name, ("queued", "deferred"))  # held ones too: read while paused
         self.registry.unregister(name)
-        return self._cancel_module_tasks(name, ("queued", "deferred"), f"module {name} was unregistered")[0]
+        return self.cancel_many(waiting, f"module {name} was unregistered").count("cancelled")
 
     def cancel_module(self, name: str, reason: str | None = None) -> tuple[int, int]:
         """Cancel every queued (held, waiting to retry) and deferred task of a module and
         ask its running ones to stop. Returns (cancelled, running asked to stop)."""
         self.registry.require(name)
-        return self._cancel_module_tasks(name, ("queued", "deferred", "running"),
-                                         reason or f"module {name}'s tasks were cancelled")
+        done = self.cancel_many(self._module_task_ids(name, ("queued", "deferred", "running")),
+                                reason or f"module {name}'s tasks were cancelled")
+        return done.count("cancelled"), done.count("cancelling")
 
-    def _cancel_module_tasks(self, name: str, statuses: tuple, reason: str) -> tuple[int, int]:
+    def _module_task_ids(self, name: str, statuses: tuple) -> list[str]:
+        """The module's tasks in these statuses, newest first: cancelled in that order, a
+        child goes before its parent, so each ends `cancelled` itself rather than
+        `dependency_failed` through a parent."""
         from .listing import candidate_ids, task_rows
 
         rows = [r for r in task_rows(self.connection, candidate_ids(self.connection, self.keys, statuses))
                 if r["module"] == name and r["status"] in statuses]
-        # Newest first: a child is cancelled before its parent, so each of the module's
-        # tasks ends `cancelled` itself rather than `dependency_failed` through a parent.
         rows.sort(key=lambda r: (r["created_at"] or 0.0, r["task_id"]), reverse=True)
-        done = self.cancel_many([r["task_id"] for r in rows], reason)
-        return done.count("cancelled"), done.count("cancelling")
+        return [r["task_id"] for r in rows]
 
     def cancel_many(self, task_ids: list[str], reason: str = "cancelled by request") -> list[str]:
         """Cancel tasks in order, pipelined; per task "cancelled", "cancelling" (running:
