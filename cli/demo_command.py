@@ -29,7 +29,7 @@ class LineProgress:
 
     def __call__(self, done: int, total: int) -> None:
         now = time.monotonic()
-        if (now - self.last >= self.interval or done == total) and done != self.shown:
+        if now - self.last >= self.interval or (done == total and self.shown != total):
             self.last, self.shown = now, done
             percent = 100 * done // total if total else 100
             click.echo(f"demo: {done}/{total} tasks ended ({percent}%) after {now - self.started:.1f} s", err=True)
