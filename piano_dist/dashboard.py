@@ -22,6 +22,8 @@ settings).
    the pages are rendered from templates whose interpolations escape (``<%- … %>``);
    the two that already escape by hand (``$('<div/>').text(…).html()``) are left as
    they are. The JSON the pages load is unchanged.
+4. Queues in priority order and each worker's slots: see :mod:`piano_dist.dashboard_views`
+   (its Workers page is piano-dist's own template, piano_dist/templates/, which escapes too).
 
 rq-dashboard 0.9 also imports ``six`` without declaring it: the ``dashboard`` extra
 installs it (``pip install 'piano-dist[dashboard]'``).
@@ -36,6 +38,8 @@ from pathlib import Path
 import rq_dashboard.web as _web  # ImportError here: rq-dashboard (or six) is missing
 from rq.job import Job
 from rq.serializers import JSONSerializer
+
+from .dashboard_views import OWN_TEMPLATES, install
 
 
 class DashboardJob(Job):
@@ -67,8 +71,11 @@ _RAW_INTERPOLATION = re.compile(r"<%=(?!\s*\$\('<div/>'\)\.text\()")
 
 @lru_cache(maxsize=None)
 def escaping_template(name: str) -> str:
-    """rq-dashboard's template ``name`` with every raw ``<%=`` made an escaping ``<%-``."""
-    return _RAW_INTERPOLATION.sub("<%-", (_TEMPLATES / name).read_text(encoding="utf-8"))
+    """rq-dashboard's template ``name`` (or piano-dist's own of that name, see
+    dashboard_views) with every raw ``<%=`` made an escaping ``<%-``."""
+    own = OWN_TEMPLATES / name
+    source = own if own.is_file() else _TEMPLATES / name
+    return _RAW_INTERPOLATION.sub("<%-", source.read_text(encoding="utf-8"))
 
 
 def _render_escaping(template_name: str, **context):
@@ -84,6 +91,7 @@ def apply_compat() -> None:
         _web.Job = DashboardJob
     # rq-dashboard's views call the module's render_template by name.
     _web.render_template = _render_escaping
+    install()  # queues in priority order, each worker's slots
 
 
 def make_app(redis_url: str, username: str | None = None, password: str | None = None):

@@ -97,13 +97,18 @@ def test_dashboard_shows_queues_worker_and_dependent_task(redis_url, redis_clien
         for server in servers:
             wait_until(server.ready, timeout=15, interval=0.05, message=f"the dashboard on {server.base}")
         for server in servers:
-            queues = {q["name"]: q for q in server.json("/0/data/queues.json")["queues"]}
+            listed = server.json("/0/data/queues.json")["queues"]
+            queues = {q["name"]: q for q in listed}
             assert QUEUES <= set(queues), queues
+            # Priority order, not rq-dashboard's alphabetical one (both entry points).
+            assert [q["name"] for q in listed if q["name"] in QUEUES] == [
+                "piano.critical", "piano.high", "piano.normal", "piano.low", "piano.background"]
             assert queues["piano.normal"]["finished_job_registry_count"] == 2, queues["piano.normal"]
 
             workers = server.json("/0/data/workers.json")["workers"]
             mine = next(w for w in workers if w["name"] == "dash-worker")
             assert set(mine["queues"]) == QUEUES and mine["successful_job_count"] == 2, mine
+            assert mine["slots"] == 2 and mine["busy_slots"] == 0 and mine["running_tasks"] == [], mine
 
             # Job lists decode piano-dist's JSON-serialized jobs and results.
             finished = server.json("/0/data/jobs/piano.normal/finished/8/asc/1.json")["jobs"]
