@@ -17,6 +17,7 @@ _COUNTERS = {
     "submitted": "submitted_tasks", "completed": "completed_tasks", "failed": "failed_tasks",
     "timed_out": "timed_out_tasks", "dependency_failed": "dependency_failed_tasks",
     "cancelled": "cancelled_tasks", "retried": "retried_runs", "requeued": "requeued_runs",
+    "tasks_executed": "finished_runs",
     "backlog": "backlog_tasks",
 }
 

@@ -70,6 +70,28 @@ def print_task(view: dict[str, Any]) -> None:
         click.echo(f"  {line}")
 
 
+def _plain(name: str, value: Any) -> str:
+    """A system-status value for people: no Python reprs, durations with units."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float) and name.endswith("_seconds"):
+        return seconds(value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_plain(k, v)}" for k, v in value.items()) or "none"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value) or "none"
+    return str(value)
+
+
+def print_system(data: dict[str, Any]) -> None:
+    workers = data.get("workers") or []
+    fields([(k, f"{len(workers)} ({sum(w.get('slots', 0) for w in workers)} slots)" if k == "workers"
+             else _plain(k, v)) for k, v in data.items()])
+    for w in workers:
+        click.echo(f"  {w['name']}: {w.get('running', 0)}/{w.get('slots', 0)} slots busy, "
+                   f"{w.get('tasks_executed', 0)} tasks run, {w.get('tasks_failed', 0)} failed")
+
+
 @click.command()
 @click.argument("module")
 @click.argument("method", default="run")
@@ -131,7 +153,7 @@ def status(task_id: str | None, as_json: bool) -> None:
         if as_json:
             echo_json(data)
         else:
-            fields([(k, v) for k, v in data.items()])
+            print_system(data)
         return
     found = tasks.get_status(task_id)
     if found is None:
