@@ -1,5 +1,5 @@
-"""``piano-dist info``: queues, paused modules and their held tasks, workers and slots,
-cluster-wide counters with their units."""
+"""``piano-dist info``: queues, paused modules and their held tasks, parked tasks, workers
+and slots, cluster-wide counters with their units."""
 from __future__ import annotations
 
 from typing import Any
@@ -33,7 +33,7 @@ def counters(stats: dict[str, int]) -> dict[str, Any]:
 
 
 def gather() -> dict[str, Any]:
-    from piano_dist.core.listing import paused_backlog
+    from piano_dist.core.listing import parked_backlog, paused_backlog
     from piano_dist.executor import ModuleExecutor
 
     tasks = client()
@@ -58,6 +58,9 @@ def gather() -> dict[str, Any]:
             held = pipe.execute()
         for j, count in enumerate(held):
             queues[keys.queue_names[j % n]] += count
+    parked, parked_by_queue = parked_backlog(conn, keys)
+    for q, count in parked_by_queue.items():  # parked tasks still wait at their priority
+        queues[q] += count
     stats = {k.decode(): int(float(v)) for k, v in rows[2 * n + 2].items()}
     workers = ModuleExecutor(0, connection=conn).worker_metrics()
     return {
@@ -68,6 +71,7 @@ def gather() -> dict[str, Any]:
         "running": rows[2 * n],
         "waiting_to_retry": rows[2 * n + 1],
         "paused_modules": paused,
+        "parked_modules": parked,
         "workers": sorted(workers, key=lambda w: w["name"]),
         "slots": sum(w["slots"] for w in workers),
         "busy_slots": sum(w["running"] for w in workers),
@@ -100,6 +104,9 @@ def info(as_json: bool) -> None:
             click.echo(f"  {module}: {_tasks(count)} held")
     else:
         click.echo("paused modules: none")
+    for module, count in data["parked_modules"].items():
+        click.echo(f"parked: {module}: {_tasks(count)} no worker that looked could start "
+                   f"(`piano-dist status ID` says why)")
     click.echo(f"workers: {len(data['workers'])} ({data['busy_slots']}/{data['slots']} slots busy)")
     for w in data["workers"]:
         click.echo(f"  {w['name']}: {w['running']}/{w['slots']} slots busy, {_tasks(w['tasks_executed'])} run, "

@@ -312,3 +312,22 @@ def test_pause_and_resume_json(manager, redis_url, command):
     result = piano_dist([command, "echo", "--json"], redis_url)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["paused"] is (command == "pause")
+
+
+def test_parked_tasks_are_listed_counted_and_cancelled(manager, redis_url, redis_client):
+    # A worker that may not import the test modules parks their tasks for workers that can.
+    proc = WorkerProcess(redis_url, concurrency=2, name="strict-worker", env={"PIANO_ALLOWED_MODULES": "nothing"})
+    try:
+        wait_for_workers(redis_client, ["strict-worker"], procs=[proc])
+        parked = manager.submit_task("echo", "run", priority="high")
+        wait_until(lambda: redis_client.scard("piano:parked") == 1, timeout=15, message="the task to be parked")
+        rows = json.loads(piano_dist(["tasks", "--status", "queued", "--json"], redis_url).stdout)
+        assert [r["task_id"] for r in rows] == [parked]
+        info = json.loads(piano_dist(["info", "--json"], redis_url).stdout)
+        assert info["parked_modules"] == {"echo": 1} and info["queues"]["piano.high"] == 1, info
+        assert "parked: echo: 1 task" in piano_dist(["info"], redis_url).stdout
+        result = piano_dist(["cancel", "--module", "echo", "--json"], redis_url)
+        assert json.loads(result.stdout) == {"module": "echo", "cancelled": 1, "cancelling": 0}, result.stderr
+        assert manager.get_task_status(parked)["status"] == "cancelled"
+    finally:
+        proc.stop()

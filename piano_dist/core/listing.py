@@ -2,7 +2,8 @@
 modules. Used by the CLI (``piano-dist tasks``, ``status``, ``info``).
 
 Tasks are found where the task scripts keep them — the priority queues, the held lists
-of paused modules, the retry-delay set, the running set and RQ's deferred, finished,
+of paused modules, the parked lists (tasks no worker that looked could start), the
+retry-delay set, the running set and RQ's deferred, finished,
 failed and canceled registries of the prefix's queues — so a listing costs one read per
 task Redis still keeps (finished ones for the result TTL), never a scan of the keyspace.
 Registry entries can outlive their task's hash; each task's own hash is the truth.
@@ -58,6 +59,7 @@ def candidate_ids(connection: redis.Redis, keys: Keys, statuses: Iterable[str] |
     wanted = set(statuses) if statuses else {s.value for s in TaskStatus}
     kinds = sorted({kind for s in wanted for kind in _REGISTRIES.get(s, ())})
     paused = [m.decode() for m in connection.smembers(keys.paused_modules)] if "queued" in wanted else []
+    parked = parked_lists(connection, keys) if "queued" in wanted else {}
     with connection.pipeline(transaction=False) as pipe:
         for q in keys.queue_names:
             if "queued" in wanted:
@@ -69,10 +71,39 @@ def candidate_ids(connection: redis.Redis, keys: Keys, statuses: Iterable[str] |
             for module in paused:
                 for level in range(1, len(PRIORITY_LEVELS) + 1):
                     pipe.lrange(keys.held(module, level), 0, -1)
+            for key in parked.values():
+                pipe.lrange(key, 0, -1)
         if "running" in wanted:
             pipe.zrange(keys.running, 0, -1)
         rows = pipe.execute()
     return list(dict.fromkeys(i.decode() for row in rows for i in row))
+
+
+def parked_lists(connection: redis.Redis, keys: Keys) -> dict[tuple[str, str], str]:
+    """(queue name, module) → the list of that module's tasks parked off that queue
+    (no worker that looked could start them)."""
+    out = {}
+    for raw in connection.smembers(keys.parked_index):
+        queue, sep, module = raw.decode(errors="replace").partition(":")
+        if sep and queue in keys.queue_names:
+            out[(queue, module)] = keys.parked(queue, module)
+    return out
+
+
+def parked_backlog(connection: redis.Redis, keys: Keys) -> tuple[dict[str, int], dict[str, int]]:
+    """Parked tasks counted per module and per queue."""
+    lists = parked_lists(connection, keys)
+    with connection.pipeline(transaction=False) as pipe:
+        for key in lists.values():
+            pipe.llen(key)
+        counts = pipe.execute()
+    by_module: dict[str, int] = {}
+    by_queue: dict[str, int] = {}
+    for (queue, module), n in zip(lists, counts):
+        if n:
+            by_module[module] = by_module.get(module, 0) + n
+            by_queue[queue] = by_queue.get(queue, 0) + n
+    return dict(sorted(by_module.items())), by_queue
 
 
 def task_rows(connection: redis.Redis, task_ids: list[str]) -> list[dict]:
