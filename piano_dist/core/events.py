@@ -17,8 +17,13 @@ from typing import Any, Callable
 import redis
 
 from ..keys import Keys
+from .log_limit import LogLimiter
 
 log = logging.getLogger(__name__)
+
+# Event fields and the types a message must give them (anyone can PUBLISH on the channel).
+_FIELD_TYPES = {"e": str, "id": str, "module": (str, type(None)), "status": (str, type(None)),
+                "error": (str, type(None)), "worker": (str, type(None))}
 
 EVENT_NAMES = ("module_started", "module_completed", "module_error", "task_queued",
                "task_completed", "system_overload")
@@ -35,6 +40,7 @@ class EventBus:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._subscribed = threading.Event()
+        self._bad_events = LogLimiter(per_key=60.0, burst=5, window=60.0)
         self.task_callback_resolver: Callable[[str], dict | None] | None = None
 
     # --- registration -----------------------------------------------------------
@@ -100,7 +106,11 @@ class EventBus:
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=0.5)
                     if message is not None:
-                        self._dispatch(message["data"])
+                        try:
+                            self._dispatch(message["data"])
+                        except Exception:  # one bad message must not end the listener
+                            if self._bad_events.allow("dispatch")[0]:
+                                log.exception("could not dispatch event %r", message.get("data"))
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 self._subscribed.clear()
                 if backoff == 0.1:
@@ -127,13 +137,32 @@ class EventBus:
                 if status is not None:
                     self._fire_task_callback(task_id, status)
 
-    def _dispatch(self, raw: bytes) -> None:
+    @staticmethod
+    def _parse(raw: Any) -> dict | None:
+        """The event in ``raw``, or None unless it is a JSON object with fields of the
+        types the task scripts publish."""
         try:
             message = json.loads(raw)
-        except ValueError:
-            log.warning("ignoring malformed event %r", raw[:200])
+        except (ValueError, TypeError):
+            return None
+        if not isinstance(message, dict) or not isinstance(message.get("e"), str):
+            return None
+        if message["e"] != "overload" and not isinstance(message.get("id"), str):
+            return None
+        for name, kind in _FIELD_TYPES.items():
+            if name in message and not isinstance(message[name], kind):
+                return None
+        return message
+
+    def _dispatch(self, raw: bytes) -> None:
+        message = self._parse(raw)
+        if message is None:
+            allowed, held_back = self._bad_events.allow("malformed")
+            if allowed:
+                log.warning("ignoring malformed event %r%s", raw[:200],
+                            f" ({held_back} more held back)" if held_back else "")
             return
-        kind, task_id = message.get("e"), message.get("id")
+        kind, task_id = message["e"], message.get("id")
         if kind == "queued":
             from .types import ModuleTask
 
