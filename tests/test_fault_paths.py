@@ -255,3 +255,19 @@ def test_cannot_load_lines_are_rate_limited(manager, redis_url, redis_client):
         assert len(window) <= 10, lines
     by_module = [re.search(r"cannot load module (\S+):", line).group(1) for line in lines]
     assert len(by_module) == len(set(by_module)), "a module's line was repeated within a minute"
+
+
+# --- retries and lost runs (12.18) -------------------------------------------------------
+def test_ordinary_retries_do_not_count_toward_max_attempts(manager, redis_url, redis_client):
+    from support.failure_procs import Workers
+    from support.trust_modules import RaisesThenKills
+
+    manager.register_module("rtk", RaisesThenKills())
+    tid = manager.submit_task("rtk", "run", retries=3, max_attempts=2)
+    with Workers(redis_url) as workers:
+        for _ in range(2):
+            workers.start(concurrency=1, log_level="WARNING")
+        st = manager.wait([tid], timeout=40)[tid]
+    # Three ordinary failures (its retries), one run lost with its worker (1 of max 2), then done.
+    assert st["status"] == "completed" and st["result"] == 5, st
+    assert [int(a) for a in redis_client.lrange("test:raises-then-kills", 0, -1)] == [1, 2, 3, 4, 5]

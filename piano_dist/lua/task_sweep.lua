@@ -1,8 +1,9 @@
 --[[
   Periodic recovery, run by any live worker but by at most one per interval
   (gated by SET NX PX): tasks whose lease expired (their worker died) go back to
-  the front of their queue with an attempt counted, or end failed as abandoned
-  once they have used max attempts; delayed retries whose time has come are queued.
+  the front of their queue, or end failed as abandoned once `max attempts` of their
+  runs were lost that way (piano_lost counts them; runs that ended by raising count
+  toward the task's retries, not here); delayed retries whose time has come are queued.
 
   KEYS[1]  the sweep gate key
   ARGV[1]  piano key prefix
@@ -38,8 +39,10 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', RUNNING, '-inf', ts, 'LIMIT', 0,
     local attempts = tonumber(f[2] or '0')
     local max_attempts = tonumber(f[3] or '') or max_default
     local lost = 'worker ' .. (f[5] or '?') .. ' stopped renewing its lease (attempt ' .. attempts .. ')'
-    if attempts >= max_attempts then
-      local why = 'abandoned: ' .. lost .. '; gave up after ' .. attempts .. ' attempts'
+    local lost_runs = redis.call('HINCRBY', jk, 'piano_lost', 1)
+    if lost_runs >= max_attempts then
+      local why = 'abandoned: ' .. lost .. '; gave up after ' .. lost_runs ..
+        ' attempts lost to dead workers (max_attempts ' .. max_attempts .. ')'
       set_terminal(id, 'failed', why, ts, ttl)
       settle_children(id, 'failed', why, ts, ttl)
       abandoned = abandoned + 1

@@ -63,3 +63,21 @@ class Results(BaseModule):
 
     def echo(self, value):
         return value
+
+
+class RaisesThenKills(BaseModule):
+    """Raises on its first ``failures`` attempts, kills its worker process on the next one,
+    and returns after that: ordinary retries followed by one lost run."""
+
+    def run(self, failures=3):
+        import signal
+
+        from piano_dist import current_task
+
+        attempt = current_task().attempt
+        _redis().rpush("test:raises-then-kills", attempt)
+        if attempt <= failures:
+            raise RuntimeError(f"ordinary failure on attempt {attempt}")
+        if attempt == failures + 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return attempt
