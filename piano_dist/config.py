@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_PREFIX = "piano"
-_PREFIX_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_PREFIX_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # fullmatch: "$" would let a trailing "\n" in
 
 
 def configured_redis_url() -> str | None:
@@ -32,7 +32,7 @@ def key_prefix() -> str:
 
 
 def validate_prefix(prefix: str) -> str:
-    if not isinstance(prefix, str) or not _PREFIX_RE.match(prefix):
+    if not isinstance(prefix, str) or not _PREFIX_RE.fullmatch(prefix):
         raise ValueError(
             f"invalid key prefix {prefix!r}: use 1-64 characters from letters, digits, '_', '.', '-'"
         )

@@ -23,6 +23,7 @@ from .errors import ManagerShutdownError, UnknownModuleError
 from .executor import ModuleExecutor
 from .keys import PRIORITY_LEVELS, Keys
 from .scheduler import SchedulingPolicy, TaskScheduler
+from .security import SecurityValidator
 
 log = logging.getLogger("piano_dist.manager")
 
@@ -58,9 +59,8 @@ class ConcurrentModuleManager:
             raise ValueError(f"max_workers must be a non-negative integer, not {max_workers!r}")
         if isinstance(max_queue_size, bool) or not isinstance(max_queue_size, int) or max_queue_size < 0:
             raise ValueError(f"max_queue_size must be a non-negative integer (0 = unbounded), not {max_queue_size!r}")
-        if task_timeout is not None and (isinstance(task_timeout, bool)
-                                         or not isinstance(task_timeout, (int, float)) or task_timeout <= 0):
-            raise ValueError(f"task_timeout must be a positive number of seconds or None, not {task_timeout!r}")
+        if task_timeout is not None:
+            SecurityValidator.validate_seconds(task_timeout, "task_timeout")  # a ValueError naming it
         self.agent_state = agent_state
         self.agent_id = _agent_id_of(agent_state, agent_id)
         self.max_workers = max_workers

@@ -13,6 +13,7 @@ Rules (documented in the README's "Input rules" section):
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -22,8 +23,11 @@ from .json_values import check_json_value
 MAX_DEPTH = 32
 MAX_PAYLOAD_BYTES = 1_000_000
 MAX_NAME_LENGTH = 128
-_IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-_MODULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+MAX_SECONDS = 366 * 86400  # timeouts and retry delays: up to a year
+MAX_CONFIG_BYTES = 65_536  # a module's registered config (sent with every claimed task)
+# Always fullmatch: with re.match, "$" also matches before a trailing newline.
+_IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+_MODULE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 
 
 def _check_json(value: Any, where: str, depth: int) -> None:
@@ -55,7 +59,7 @@ class SecurityValidator:
         for i, value in enumerate(args):
             _check_json(value, f"args[{i}]", 1)
         for key, value in kwargs.items():
-            if not isinstance(key, str) or not _IDENTIFIER.match(key):
+            if not isinstance(key, str) or not _IDENTIFIER.fullmatch(key):
                 raise SecurityError(f"kwargs key {key!r} is not a valid keyword argument name")
             _check_json(value, f"kwargs[{key!r}]", 1)
         args, kwargs = list(args), dict(kwargs)
@@ -64,6 +68,35 @@ class SecurityValidator:
         if size > MAX_PAYLOAD_BYTES:
             raise SecurityError(f"arguments are {size} bytes encoded; the limit is {MAX_PAYLOAD_BYTES}")
         return args, kwargs, args_json, kwargs_json
+
+    @classmethod
+    def validate_seconds(cls, value: Any, what: str, allow_zero: bool = False) -> float:
+        """A duration in seconds: a finite number, positive (or zero when allowed), at most
+        MAX_SECONDS."""
+        ok = (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+              and (value >= 0 if allow_zero else value > 0) and value <= MAX_SECONDS)
+        if not ok:
+            kind = "non-negative" if allow_zero else "positive"
+            raise SecurityError(f"{what} must be a {kind} number of seconds up to {MAX_SECONDS}, not {value!r}")
+        return value
+
+    @classmethod
+    def validate_module_config(cls, config: Any, name: str) -> dict:
+        if config is None:
+            return {}
+        if not isinstance(config, dict):
+            raise SecurityError(f"config for module {name!r} must be a dict, not {type(config).__name__}")
+        _check_json(config, f"config of module {name!r}", 0)
+        size = len(json.dumps(config))
+        if size > MAX_CONFIG_BYTES:
+            raise SecurityError(f"config of module {name!r} is {size} bytes encoded; the limit is {MAX_CONFIG_BYTES}")
+        return config
+
+    @classmethod
+    def validate_agent_id(cls, agent_id: Any) -> str:
+        from .state.paths import validate_agent_id
+
+        return validate_agent_id(agent_id)
 
     @classmethod
     def encode_result(cls, value: Any) -> str:
@@ -82,7 +115,7 @@ class SecurityValidator:
             raise SecurityError(f"method name must be a non-empty string, not {method_name!r}")
         if method_name.startswith("_"):
             raise SecurityError(f"method {method_name!r} is private: only public methods can run as tasks")
-        if len(method_name) > MAX_NAME_LENGTH or not _IDENTIFIER.match(method_name):
+        if len(method_name) > MAX_NAME_LENGTH or not _IDENTIFIER.fullmatch(method_name):
             raise SecurityError(f"method name {method_name!r} is not a Python identifier")
         return method_name
 
@@ -90,7 +123,7 @@ class SecurityValidator:
     def validate_module_name(cls, name: Any) -> str:
         if not isinstance(name, str) or not name:
             raise SecurityError(f"module name must be a non-empty string, not {name!r}")
-        if len(name) > MAX_NAME_LENGTH or not _MODULE_NAME.match(name):
+        if len(name) > MAX_NAME_LENGTH or not _MODULE_NAME.fullmatch(name):
             raise SecurityError(
                 f"module name {name!r} is invalid: use letters, digits, '_', '.', '-' "
                 f"(at most {MAX_NAME_LENGTH} characters, starting with a letter or digit)"

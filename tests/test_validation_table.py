@@ -88,6 +88,19 @@ PYTHON_CASES = [
     ("task-id-exists", S, dict(module_name="echo", task_id=EXISTING), SecurityError, f"task id {EXISTING} already exists"),
     ("self-dependency", S, dict(module_name="echo", task_id="selfish", dependencies=["selfish"]),
      DependencyCycleError, "selfish"),
+    # issue 12.19: gaps that let odd values through
+    ("timeout-inf", S, dict(module_name="echo", timeout=math.inf), SecurityError, "timeout must be a positive number"),
+    ("timeout-huge", S, dict(module_name="echo", timeout=1e300), SecurityError, "up to 31622400"),
+    ("retry-delay-inf", S, dict(module_name="echo", retry_delay=math.inf), SecurityError, "retry_delay must be"),
+    ("retry-delay-nan", S, dict(module_name="echo", retry_delay=math.nan), SecurityError, "retry_delay must be"),
+    ("task-id-empty", S, dict(module_name="echo", task_id=""), SecurityError, "task id '' is invalid"),
+    ("task-id-newline", S, dict(module_name="echo", task_id="abc\n"), SecurityError, "is invalid"),
+    ("module-newline", S, dict(module_name="echo\n"), UnknownModuleError, "is not registered"),
+    ("method-newline", S, dict(module_name="echo", method_name="run\n"), SecurityError, "not a Python identifier"),
+    ("kwargs-key-newline", S, dict(module_name="echo", kwargs={"a\n": 1}), SecurityError, "kwargs key"),
+    ("agent-id-huge", S, dict(module_name="echo", agent_id="a" * 1_500_000), SecurityError, "agent id"),
+    ("agent-id-newline", S, dict(module_name="echo", agent_id="agent\n"), SecurityError, "agent id"),
+    ("agent-id-braces", S, dict(module_name="echo", agent_id="{x}"), SecurityError, "agent id"),
 ]
 
 MANY = "submit_many"
@@ -118,7 +131,7 @@ BATCH_CASES = [
 
 def _call(manager, how, arg):
     if how == S:
-        if "task_id" in arg:  # submit_task has no task_id: go through the client with a TaskSpec
+        if "task_id" in arg or "agent_id" in arg:  # not submit_task's: through the client with a TaskSpec
             return manager.client.submit(TaskSpec(**arg))
         return manager.submit_task(**arg)
     return manager.submit_many(arg())
@@ -137,6 +150,13 @@ OTHER_CASES = [
     ("register-bad-name", lambda m: m.register_module("bad name!", Echo()), SecurityError, "module name 'bad name!' is invalid"),
     ("register-not-module", lambda m: m.register_module("thing", object()), TypeError, "must be a BaseModule instance"),
     ("register-twice", lambda m: m.register_module("echo", Echo()), ValueError, "already registered"),
+    ("register-name-newline", lambda m: m.register_module("echo2\n", Echo()), SecurityError, "is invalid"),
+    ("register-config-huge", lambda m: m.register_module("big", Echo(), {"prompt": "x" * 100_000}), SecurityError,
+     "the limit is 65536"),
+    ("register-config-nan", lambda m: m.register_module("nan", Echo(), {"x": math.nan}), SecurityError,
+     "only finite numbers"),
+    ("manager-timeout-inf", lambda m: ConcurrentModuleManager(max_workers=0, task_timeout=math.inf,
+                                                              connection=m.connection), SecurityError, "task_timeout"),
     ("wait-unknown", lambda m: m.wait(["no-such-task"], timeout=1), UnknownTaskError, "unknown task id no-such-task"),
     ("result-unknown", lambda m: m.get_result("no-such-task", timeout=1), UnknownTaskError, "no-such-task"),
     ("pause-unknown", lambda m: m.pause_module("nope"), UnknownModuleError, "'nope' is not registered"),
@@ -194,3 +214,20 @@ def test_cli_refuses_and_stores_nothing(env, redis_client, case, argv, text):
     assert "Traceback" not in result.output
     assert text in result.output, f"{case}: {result.output!r} does not say {text!r}"
     assert snapshot(redis_client) == before
+
+
+@pytest.mark.parametrize("check,value", [
+    ("prefix", "piano\n"), ("state path", "goals\n"), ("state path", "emotional_state.happiness\n"),
+    ("snapshot id", "snap\n"), ("agent id", "agent\n"), ("module name", "echo\n"),
+])
+def test_a_trailing_newline_is_not_a_valid_name(check, value):
+    """Patterns once used re.match with "$", which also matches before a final newline."""
+    from piano_dist.keys import Keys
+    from piano_dist.security import SecurityValidator
+    from piano_dist.state.paths import validate_agent_id, validate_snapshot_id, validate_state_path
+
+    validate = {"prefix": Keys, "state path": validate_state_path, "snapshot id": validate_snapshot_id,
+                "agent id": validate_agent_id, "module name": SecurityValidator.validate_module_name}[check]
+    validate(value.rstrip("\n"))
+    with pytest.raises(ValueError):
+        validate(value)

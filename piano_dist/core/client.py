@@ -85,6 +85,7 @@ class PreparedTask:
 
 
 _TASK_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+MAX_DEPENDENCIES = 10_000  # parents of one task (and tolerated failures among them)
 _FUNC_JSON = json.dumps(FUNC_NAME)
 _SUBMIT_CHUNK = 500  # tasks per task_submit_many call: Redis is busy a few ms per call
 _EXISTS_CHUNK = 1000  # keys per EXISTS of submit_many's pre-check
@@ -182,23 +183,24 @@ class TaskClient:
             if stray:
                 raise SecurityError(f"allow_failure names tasks that are not dependencies: {', '.join(sorted(stray))}")
         timeout = spec.timeout if spec.timeout is not None else self.task_timeout
-        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-                                    or not timeout > 0):
-            raise SecurityError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        if timeout is not None:
+            SecurityValidator.validate_seconds(timeout, "timeout")
         for name in ("retries", "max_attempts"):
             value = getattr(spec, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0
                                       or (name == "max_attempts" and value < 1)):
                 raise SecurityError(f"{name} must be a {'positive' if name == 'max_attempts' else 'non-negative'} "
                                     f"integer, not {value!r}")
-        if isinstance(spec.retry_delay, bool) or not isinstance(spec.retry_delay, (int, float)) or spec.retry_delay < 0:
-            raise SecurityError(f"retry_delay must be a non-negative number of seconds, not {spec.retry_delay!r}")
+        SecurityValidator.validate_seconds(spec.retry_delay, "retry_delay", allow_zero=True)
         if spec.callback is not None and not callable(spec.callback):
             raise SecurityError(f"callback must be callable, not {type(spec.callback).__name__}")
-        task_id = spec.task_id or f"{_ID_UNSAFE.sub('_', spec.module_name)[:40]}_{method}_{os.urandom(8).hex()}"
+        task_id = (spec.task_id if spec.task_id is not None
+                   else f"{_ID_UNSAFE.sub('_', spec.module_name)[:40]}_{method}_{os.urandom(8).hex()}")
         if not isinstance(task_id, str) or not _TASK_ID.fullmatch(task_id):
             raise SecurityError(f"task id {task_id!r} is invalid: use 1-128 letters, digits, '_' or '-'")
         module = spec.module_name
+        if spec.agent_id is not None:
+            SecurityValidator.validate_agent_id(spec.agent_id)
         agent = spec.agent_id or registration.agent_id
         # The hash is what RQ 3's Job.create(FUNC_NAME, args=[module, method, *args], kwargs=kwargs,
         # serializer=JSONSerializer, ...).to_dict() gives, plus piano's fields: the fields every
@@ -267,13 +269,15 @@ class TaskClient:
             return []
         if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
             raise SecurityError(f"{what} must be a set or list of task ids, not {type(ids).__name__}")
-        out = []
+        out: dict[str, None] = {}
         for item in ids:
-            if not isinstance(item, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,128}", item):
+            if not isinstance(item, str) or not _TASK_ID.fullmatch(item):
                 raise SecurityError(f"{what} contains an invalid task id {item!r}")
-            if item not in out:
-                out.append(item)
-        return out
+            out[item] = None
+            if len(out) > MAX_DEPENDENCIES:
+                raise SecurityError(f"{what} names more than {MAX_DEPENDENCIES} tasks; split the work "
+                                    f"(for example through intermediate tasks that each depend on a part)")
+        return list(out)
 
     def _submit_args(self, tasks: list[PreparedTask], limit: int) -> list:
         """task_submit_many's ARGV for these tasks (see its header)."""
@@ -491,7 +495,7 @@ class TaskClient:
 
     # --- control ------------------------------------------------------------------
     def cancel(self, task_id: str, reason: str = "cancelled by request") -> bool:
-        if not isinstance(task_id, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,128}", task_id):
+        if not isinstance(task_id, str) or not _TASK_ID.fullmatch(task_id):
             return False
         outcome = self.scripts.task_cancel(keys=[self.keys.rq_job(task_id)],
                                            args=[self.keys.prefix, task_id, self.timing.result_ttl, reason])

@@ -126,7 +126,9 @@ class ModuleRegistry:
             raise TypeError(f"module {name!r} must be a BaseModule instance, not {type(module).__name__}")
         if config is not None and not isinstance(config, dict):
             raise TypeError(f"config for module {name!r} must be a dict, not {type(config).__name__}")
-        SecurityValidator.validate_json_value(config or {}, f"config of module {name!r}")
+        SecurityValidator.validate_module_config(config, name)
+        if agent_id is not None:
+            SecurityValidator.validate_agent_id(agent_id)
         registration = ModuleRegistration(name, class_path(type(module)), config or {},
                                           runnable_methods(type(module)), agent_id)
         try:

@@ -127,7 +127,10 @@ local function submit(t)
 
   fields[n + 1], fields[n + 2], fields[n + 3], fields[n + 4] = 'status', 'deferred', 'piano_status', 'deferred'
   redis.call('HSET', jk, unpack(fields))
-  redis.call('SADD', pending_key(id), unpack(unfinished))
+  -- In chunks: Lua's unpack() fails beyond ~8,000 values, after the HSET above.
+  for i = 1, #unfinished, 1000 do
+    redis.call('SADD', pending_key(id), unpack(unfinished, i, math.min(i + 999, #unfinished)))
+  end
   for _, pid in ipairs(unfinished) do
     redis.call('SADD', children_key(pid), id)
   end

@@ -29,17 +29,18 @@ MAX_VALUE_DEPTH = 32
 MAX_VALUE_BYTES = 1_000_000
 MAX_ID_LENGTH = 128
 
-_SEGMENT = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+# Matched with fullmatch: with re.match, "$" also matches before a trailing newline.
+_SEGMENT = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 # Agent ids go inside a Redis hash tag ``{agent}``: braces would break the tag, and
 # control characters make keys unreadable. Spaces are allowed: agents are often
 # named after their persona ("Isabella Rodriguez").
-_AGENT_ID = re.compile(r"^[^{}\x00-\x1f\x7f]+$")
-_SNAPSHOT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")
+_AGENT_ID = re.compile(r"[^{}\x00-\x1f\x7f]+")
+_SNAPSHOT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]*")
 
 
 def is_path_segment(name: Any) -> bool:
     """True if ``name`` may be one segment of a state path (used when flattening dicts)."""
-    return isinstance(name, str) and len(name) <= MAX_SEGMENT_LENGTH and bool(_SEGMENT.match(name))
+    return isinstance(name, str) and len(name) <= MAX_SEGMENT_LENGTH and bool(_SEGMENT.fullmatch(name))
 
 
 def validate_state_path(path: Any) -> str:
@@ -85,7 +86,7 @@ def _check(value: Any, where: str, depth: int) -> None:
 def validate_agent_id(agent_id: Any) -> str:
     if not isinstance(agent_id, str) or not agent_id:
         raise SecurityError(f"agent id must be a non-empty string, got {agent_id!r}")
-    if len(agent_id) > MAX_ID_LENGTH or not _AGENT_ID.match(agent_id):
+    if len(agent_id) > MAX_ID_LENGTH or not _AGENT_ID.fullmatch(agent_id):
         raise SecurityError(
             f"agent id {agent_id!r} is invalid: at most {MAX_ID_LENGTH} characters, "
             "no braces or control characters"
@@ -94,7 +95,7 @@ def validate_agent_id(agent_id: Any) -> str:
 
 
 def validate_snapshot_id(snapshot_id: Any) -> str:
-    if not isinstance(snapshot_id, str) or not _SNAPSHOT_ID.match(snapshot_id) \
+    if not isinstance(snapshot_id, str) or not _SNAPSHOT_ID.fullmatch(snapshot_id) \
             or len(snapshot_id) > MAX_ID_LENGTH:
         raise SecurityError(
             f"snapshot id {snapshot_id!r} is invalid: 1-{MAX_ID_LENGTH} characters from letters, "
