@@ -47,3 +47,9 @@ class Timing:
     stalled_check_interval: float = float(os.environ.get("PIANO_STALLED_INTERVAL", "5"))
     max_attempts: int = int(os.environ.get("PIANO_MAX_ATTEMPTS", "3"))
     result_ttl: int = int(os.environ.get("PIANO_RESULT_TTL", "86400"))
+
+    def __post_init__(self) -> None:
+        # Nothing is kept forever: 0 means a finished task's record goes at once.
+        if isinstance(self.result_ttl, bool) or not isinstance(self.result_ttl, int) or self.result_ttl < 0:
+            raise ValueError(f"result TTL (PIANO_RESULT_TTL) must be a whole number of seconds >= 0 "
+                             f"(0: nothing is kept once a task ends), not {self.result_ttl!r}")

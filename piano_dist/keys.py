@@ -55,6 +55,16 @@ class Keys:
         """kind: wip (started), finished, failed, deferred, canceled."""
         return f"{RQ_PREFIX}:{kind}:{queue_name}"
 
+    def waiting_lists(self) -> list[str]:
+        """Where queued and deferred tasks wait in RQ's terms: each queue, then each
+        queue's deferred registry (held, parked and delayed tasks derive from the prefix)."""
+        return ([self.rq_queue(q) for q in self.queue_names]
+                + [self.rq_registry("deferred", q) for q in self.queue_names])
+
+    def finished_registries(self) -> list[str]:
+        """RQ's registries of ended jobs (scored by when their record expires)."""
+        return [self.rq_registry(kind, q) for q in self.queue_names for kind in ("finished", "failed", "canceled")]
+
     # --- tasks and their graph -----------------------------------------------------
     @property
     def task_job_prefix(self) -> str:

@@ -298,6 +298,10 @@ class TaskClient:
         args += records
         return args
 
+    def _recount_backlog(self) -> int:
+        """The backlog counted from the lists tasks wait on (also stored as the counter)."""
+        return int(self.scripts.task_backlog(keys=self.keys.waiting_lists(), args=[self.keys.prefix]))
+
     def _raise_refusal(self, exc: redis.ResponseError, task_id: str) -> None:
         text = str(exc)
         if text.startswith("UNKNOWN_DEPENDENCY"):
@@ -324,6 +328,10 @@ class TaskClient:
         try:
             refusals = self._refusals(self.scripts.task_submit_many(
                 args=self._submit_args([task], self.max_queue_size)))
+            if refusals and str(refusals[1]).startswith("QUEUE_FULL") and self._recount_backlog() < self.max_queue_size:
+                # The counter had drifted above the real backlog: try again with the true one.
+                refusals = self._refusals(self.scripts.task_submit_many(
+                    args=self._submit_args([task], self.max_queue_size)))
             if refusals:
                 raise refusals[1]
         except redis.ResponseError as exc:
@@ -343,6 +351,8 @@ class TaskClient:
             return []
         if self.max_queue_size:
             backlog = int(self.connection.hget(self.keys.stats, "backlog") or 0)
+            if backlog + len(prepared) > self.max_queue_size:
+                backlog = self._recount_backlog()  # the counter may have drifted above it
             if backlog + len(prepared) > self.max_queue_size:
                 self.events.publish_overload({"backlog": backlog, "limit": self.max_queue_size})
                 raise QueueFullError(
@@ -452,8 +462,20 @@ class TaskClient:
         return status
 
     def _terminal_status(self, task_id: str) -> dict | None:
-        status = self.get_status(task_id)
+        status = self.get_status(task_id) or self._ended_status(task_id)
         return status if status and TaskStatus(status["status"]).is_terminal else None
+
+    def _ended_status(self, task_id: str) -> dict | None:
+        """The status of a task whose record is already gone (result TTL 0), as far as its
+        "finished" event told: no result, since none was kept."""
+        ended = self.events.ended(task_id)
+        if ended is None or ended.get("status") not in {s.value for s in TaskStatus}:
+            return None
+        status = {"task_id": task_id, "status": ended["status"], "module": ended.get("module"),
+                  "record_expired": True}
+        if ended.get("error") and ended["status"] != TaskStatus.COMPLETED.value:
+            status["error"] = ended["error"]
+        return status
 
     # --- waiting ------------------------------------------------------------------
     def wait(self, task_ids: Iterable[str] | str, timeout: float | None = None) -> dict[str, dict]:
@@ -471,6 +493,9 @@ class TaskClient:
             while True:
                 wake.clear()
                 statuses = self.get_statuses(ids)
+                for tid, st in statuses.items():
+                    if st is None:
+                        statuses[tid] = self._ended_status(tid)
                 missing = [tid for tid, st in statuses.items() if st is None]
                 if missing:
                     raise UnknownTaskError(f"unknown task id {missing[0]}")
@@ -491,6 +516,8 @@ class TaskClient:
         status = self.wait([task_id], timeout)[task_id]
         if status["status"] != TaskStatus.COMPLETED.value:
             raise TaskFailedError(task_id, status["status"], status.get("error"))
+        if status.get("record_expired"):
+            raise UnknownTaskError(f"task {task_id} completed, but its result was not kept (result TTL 0)")
         return status.get("result")
 
     # --- control ------------------------------------------------------------------

@@ -37,6 +37,8 @@ log = logging.getLogger("piano_dist.engine")
 
 # Tasks one claim call may set aside (held, parked, stale) before it lets Redis go.
 _CLAIM_SET_ASIDE = 500
+# Expired entries one sweep removes per RQ registry (a sweep runs every stalled interval).
+_REGISTRY_CLEANUP = 20_000
 
 
 @dataclass
@@ -517,9 +519,10 @@ class SlotEngine:
 
     def sweep(self, force: bool = False) -> list[int]:
         return self.scripts.task_sweep(
-            keys=[self.keys.stalled_sweep_gate],
+            keys=[self.keys.stalled_sweep_gate, *self.keys.waiting_lists(), *self.keys.finished_registries()],
             args=[self.keys.prefix, int(self.timing.stalled_check_interval * 1000), self.timing.max_attempts,
-                  self.timing.result_ttl, 500, "force" if force else ""])
+                  self.timing.result_ttl, 500, "force" if force else "", len(self.keys.queue_names),
+                  _REGISTRY_CLEANUP])
 
     def publish_metrics(self) -> None:
         with self._lock:

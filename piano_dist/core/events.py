@@ -36,6 +36,9 @@ class EventBus:
         self._callbacks: dict[str, list[Callable]] = defaultdict(list)
         self._task_callbacks: dict[str, Callable] = {}
         self._waiters: dict[str, set[threading.Event]] = defaultdict(set)
+        # How tasks someone here waits on ended, as their "finished" event said: with a
+        # result TTL of 0 the record is gone by the time a waiter reads it.
+        self._ended: dict[str, dict] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -78,6 +81,13 @@ class EventBus:
                 waiters.discard(event)
                 if not waiters:
                     del self._waiters[task_id]
+            if task_id not in self._waiters and task_id not in self._task_callbacks:
+                self._ended.pop(task_id, None)
+
+    def ended(self, task_id: str) -> dict | None:
+        """How a task waited on here ended, from its event ({status, module, error}), or None."""
+        with self._lock:
+            return self._ended.get(task_id)
 
     # --- listener ----------------------------------------------------------------
     def start(self, wait: bool = True) -> None:
@@ -177,6 +187,10 @@ class EventBus:
             else:
                 self.fire("module_error", task_id, message.get("module"), message.get("error"))
             self.fire("task_completed", task_id, success)
+            with self._lock:
+                if task_id in self._waiters or task_id in self._task_callbacks:
+                    self._ended[task_id] = {"status": status, "module": message.get("module"),
+                                            "error": message.get("error")}
             self._wake(task_id)
             if task_id in self._task_callbacks and self.task_callback_resolver:
                 resolved = self.task_callback_resolver(task_id)
@@ -194,6 +208,8 @@ class EventBus:
     def _fire_task_callback(self, task_id: str, status: dict) -> None:
         with self._lock:
             fn = self._task_callbacks.pop(task_id, None)
+            if task_id not in self._waiters:
+                self._ended.pop(task_id, None)
         if fn is not None:
             self._call(fn, status)
 

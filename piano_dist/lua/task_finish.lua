@@ -12,7 +12,7 @@
   ARGV[4]  attempt number of that run
   ARGV[5]  outcome: completed | failed | timed_out
   ARGV[6]  result as JSON (completed) or error text (failed, timed_out)
-  ARGV[7]  result TTL seconds
+  ARGV[7]  result TTL seconds (0: nothing kept once the task ends)
   ARGV[8]  execution time in milliseconds
   ARGV[9]  RQ result entry as JSON object (fields for rq:results:<id>), or ""
   ARGV[10] the RQ worker hash of that worker (rq:worker:<name>), or "": its finished /
@@ -76,7 +76,7 @@ elseif outcome == 'timed_out' then
   redis.call('HINCRBY', wm, 'tasks_timed_out', 1)
 end
 
-if ARGV[9] ~= '' then
+if ARGV[9] ~= '' and ttl > 0 then
   local entry, flat = cjson.decode(ARGV[9]), {}
   if outcome == 'cancelled' then
     -- The run's own result is discarded: RQ records the job as stopped, not successful.
@@ -85,7 +85,7 @@ if ARGV[9] ~= '' then
   for k, v in pairs(entry) do flat[#flat + 1] = k; flat[#flat + 1] = tostring(v) end
   local rk = 'rq:results:' .. id
   redis.call('XADD', rk, 'MAXLEN', '10', '*', unpack(flat))
-  if ttl > 0 then redis.call('EXPIRE', rk, ttl) end
+  redis.call('EXPIRE', rk, ttl)
 end
 
 local error_text = nil

@@ -5,20 +5,29 @@
   runs were lost that way (piano_lost counts them; runs that ended by raising count
   toward the task's retries, not here); delayed retries whose time has come are queued.
 
-  KEYS[1]  the sweep gate key
+  It also removes entries of RQ's finished/failed/canceled registries whose task
+  records have expired (at most ARGV[8] per registry per sweep), and recounts the
+  backlog from the lists tasks wait on (includes/task_common.lua: recount_backlog).
+
+  KEYS[1]            the sweep gate key
+  KEYS[2 … n+1]      rq:queue:<name> for each of the n queues
+  KEYS[n+2 … 2n+1]   rq:deferred:<name> for each queue
+  KEYS[2n+2 …]       rq:finished:<name>, rq:failed:<name>, rq:canceled:<name> registries
   ARGV[1]  piano key prefix
   ARGV[2]  gate period in milliseconds
   ARGV[3]  default max attempts
   ARGV[4]  result TTL seconds
   ARGV[5]  max tasks to handle per sweep
   ARGV[6]  "force" to ignore the gate (tests, operators)
+  ARGV[7]  n, the number of queues
+  ARGV[8]  max expired registry entries removed per registry
 
-  Returns {requeued, abandoned, delayed released}.
+  Returns {requeued, abandoned, delayed released, registry entries removed, backlog}.
 ]]
 --!include task_common
 
 if ARGV[6] ~= 'force' then
-  if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then return {0, 0, 0} end
+  if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then return {0, 0, 0, 0, -1} end
 end
 local max_default, ttl, limit = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local ts = now_ms()
@@ -68,4 +77,24 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. ':delayed', '-inf', ts, 'LI
     released = released + 1
   end
 end
-return {requeued, abandoned, released}
+-- RQ's registries of ended jobs: entries whose record expired (score = expiry, s).
+local nq, per_registry = tonumber(ARGV[7] or '0'), tonumber(ARGV[8] or '0')
+local removed = 0
+for i = 2 + 2 * nq, #KEYS do
+  local gone = redis.call('ZRANGEBYSCORE', KEYS[i], '-inf', ts / 1000, 'LIMIT', 0, per_registry)
+  for j = 1, #gone, 1000 do
+    redis.call('ZREM', KEYS[i], unpack(gone, j, math.min(j + 999, #gone)))
+  end
+  removed = removed + #gone
+end
+
+local backlog = -1
+if nq > 0 then
+  local queues, deferred = {}, {}
+  for i = 1, nq do
+    queues[i] = KEYS[1 + i]
+    deferred[i] = KEYS[1 + nq + i]
+  end
+  backlog = recount_backlog(queues, deferred)
+end
+return {requeued, abandoned, released, removed, backlog}

@@ -135,6 +135,21 @@ local function unlist_queued(id, origin, module, priority)
   redis.call('ZREM', P .. ':delayed', id)
 end
 
+-- The backlog (queued + deferred tasks) counted from where they wait, replacing the
+-- running counter, which drifts when jobs leave through RQ (rq-dashboard's "empty
+-- queue" deletes them). Work: one call per list, not per task.
+local function recount_backlog(queue_keys, deferred_keys)
+  local n = redis.call('ZCARD', P .. ':delayed')
+  for _, k in ipairs(queue_keys) do n = n + redis.call('LLEN', k) end
+  for _, k in ipairs(deferred_keys) do n = n + redis.call('ZCARD', k) end
+  for _, m in ipairs(redis.call('SMEMBERS', P .. ':paused')) do
+    for level = 1, #queue_keys do n = n + redis.call('LLEN', P .. ':held:' .. m .. ':' .. level) end
+  end
+  for _, entry in ipairs(redis.call('SMEMBERS', PARKED)) do n = n + redis.call('LLEN', PARKED .. ':' .. entry) end
+  redis.call('HSET', STATS, 'backlog', n)
+  return n
+end
+
 -- Record a terminal outcome on a task that is not running (deferred/queued/running alike).
 local function set_terminal(id, status, error, ts, ttl)
   local jk = job_key(id)
@@ -149,13 +164,17 @@ local function set_terminal(id, status, error, ts, ttl)
     redis.call('ZREM', 'rq:wip:' .. origin, id .. ':' .. (f[4] or '0'))
   end
   redis.call('ZREM', 'rq:deferred:' .. origin, id)
-  redis.call('ZADD', 'rq:' .. REGISTRY_OF[status] .. ':' .. origin, ts / 1000 + ttl, id)
+  if ttl > 0 then
+    -- Scored by when the record expires, as RQ does; the sweep removes entries past it.
+    redis.call('ZADD', 'rq:' .. REGISTRY_OF[status] .. ':' .. origin, ts / 1000 + ttl, id)
+  end
   redis.call('HINCRBY', STATS, status, 1)
   redis.call('DEL', pending_key(id))
-  if ttl > 0 then
-    redis.call('EXPIRE', jk, ttl)
-    redis.call('EXPIRE', children_key(id), ttl)
-  end
+  -- A TTL of 0 keeps nothing: the record goes as soon as this script returns (keys do
+  -- not expire while a script runs, so the transition's later steps still read them).
+  local keep_ms = ttl > 0 and ttl * 1000 or 1
+  redis.call('PEXPIRE', jk, keep_ms)
+  redis.call('PEXPIRE', children_key(id), keep_ms)
   publish('finished', id, {status = status, module = module, error = error})
 end
 

@@ -1,0 +1,109 @@
+"""Nothing grows forever (issue 12.10, 12.11): finished tasks leave Redis after the
+result TTL (RQ's registries included), a TTL of 0 keeps nothing, and the backlog counter
+follows jobs that leave through RQ."""
+from __future__ import annotations
+
+import pytest
+from rq import Queue
+from rq.serializers import JSONSerializer
+from support.sample_modules import Echo, Failer, Sleeper
+from support.waiting import wait_until
+from support.workers import WorkerProcess
+
+from piano_dist import ConcurrentModuleManager
+from piano_dist.config import Timing
+from piano_dist.errors import QueueFullError, UnknownTaskError
+
+REGISTRIES = [f"rq:{kind}:piano.{level}" for kind in ("finished", "failed", "canceled")
+              for level in ("critical", "high", "normal", "low", "background")]
+
+
+def _registry_entries(redis_client) -> int:
+    return sum(redis_client.zcard(k) for k in REGISTRIES)
+
+
+def test_registry_entries_leave_with_their_expired_records(redis_url, redis_client):
+    manager = ConcurrentModuleManager(max_workers=0, redis_url=redis_url, timing=Timing(result_ttl=2))
+    worker = WorkerProcess(redis_url, concurrency=4, name="ttl-worker", env={"PIANO_RESULT_TTL": "2"})
+    try:
+        manager.register_module("echo", Echo())
+        manager.register_module("failer", Failer())
+        ids = [manager.submit_task("echo", "add", args=(i, i)) for i in range(10)]
+        ids += [manager.submit_task("failer", priority="high") for _ in range(5)]
+        doomed = manager.submit_task("echo", priority="low", dependencies=[ids[-1]])
+        manager.wait(ids + [doomed], timeout=30)
+        assert _registry_entries(redis_client) == 16
+        wait_until(lambda: not any(redis_client.exists(f"rq:job:{t}") for t in ids + [doomed]), timeout=20,
+                   message="the task records to expire")
+        wait_until(lambda: _registry_entries(redis_client) == 0, timeout=20,
+                   message="the sweep to drop the registry entries of expired records")
+        assert not redis_client.keys("rq:results:*")
+    finally:
+        worker.stop()
+        manager.shutdown()
+
+
+def test_result_ttl_0_keeps_nothing_once_a_task_ends(redis_url, redis_client):
+    manager = ConcurrentModuleManager(max_workers=2, redis_url=redis_url, timing=Timing(result_ttl=0))
+    seen = []
+    try:
+        manager.register_module("echo", Echo())
+        manager.register_module("sleeper", Sleeper())
+        parent = manager.submit_task("sleeper", args=(0.3,), callback=seen.append)
+        child = manager.submit_task("echo", "add", args=(1, 2), dependencies=[parent])
+        final = manager.wait([parent, child], timeout=20)
+        assert [final[t]["status"] for t in (parent, child)] == ["completed", "completed"]
+        assert final[parent].get("record_expired") and "result" not in final[parent]
+        wait_until(lambda: seen, timeout=10, message="the task's callback")
+        assert seen[0]["task_id"] == parent and seen[0]["status"] == "completed"
+        wait_until(lambda: not redis_client.keys("rq:job:*"), timeout=5, message="the records to go")
+        with pytest.raises(UnknownTaskError):
+            manager.get_result(child, timeout=5)
+        assert not redis_client.keys("rq:results:*") and not redis_client.keys("piano:task:*")
+        assert _registry_entries(redis_client) == 0
+    finally:
+        manager.shutdown()
+
+
+def test_negative_result_ttl_is_refused():
+    with pytest.raises(ValueError, match="PIANO_RESULT_TTL"):
+        Timing(result_ttl=-1)
+
+
+def test_backlog_follows_jobs_removed_through_rq(redis_url, redis_client):
+    manager = ConcurrentModuleManager(max_workers=0, max_queue_size=5, redis_url=redis_url)
+    try:
+        manager.register_module("echo", Echo())
+        for i in range(5):
+            manager.submit_task("echo", "add", args=(i, 1))
+        with pytest.raises(QueueFullError):
+            manager.submit_task("echo", "add", args=(9, 9))
+        # rq-dashboard's "empty queue" button: RQ deletes the jobs and the queue.
+        Queue("piano.normal", connection=redis_client, serializer=JSONSerializer).empty()
+        for i in range(5):
+            manager.submit_task("echo", "add", args=(i, 2))
+        with pytest.raises(QueueFullError):
+            manager.submit_task("echo", "add", args=(9, 9))
+        assert int(redis_client.hget("piano:stats", "backlog")) == 5
+        Queue("piano.normal", connection=redis_client, serializer=JSONSerializer).empty()
+        assert manager.submit_many([{"module_name": "echo"} for _ in range(5)])
+    finally:
+        manager.shutdown()
+
+
+def test_the_sweep_recounts_the_backlog(redis_url, redis_client):
+    manager = ConcurrentModuleManager(max_workers=0, redis_url=redis_url)
+    worker = None
+    try:
+        manager.register_module("echo", Echo())
+        manager.pause_module("echo")  # held, not run: the count must include held tasks
+        held = [manager.submit_task("echo", "add", args=(i, 1)) for i in range(3)]
+        redis_client.hset("piano:stats", "backlog", 1000)  # drifted
+        worker = WorkerProcess(redis_url, concurrency=1, name="sweeper")
+        wait_until(lambda: int(redis_client.hget("piano:stats", "backlog")) == 3, timeout=20,
+                   message="the sweep to recount the backlog")
+        assert all(manager.get_task_status(t)["status"] == "queued" for t in held)
+    finally:
+        if worker:
+            worker.stop()
+        manager.shutdown()
