@@ -271,3 +271,21 @@ def test_ordinary_retries_do_not_count_toward_max_attempts(manager, redis_url, r
     # Three ordinary failures (its retries), one run lost with its worker (1 of max 2), then done.
     assert st["status"] == "completed" and st["result"] == 5, st
     assert [int(a) for a in redis_client.lrange("test:raises-then-kills", 0, -1)] == [1, 2, 3, 4, 5]
+
+
+def test_a_module_registered_locally_after_a_failed_load_is_started_at_once(redis_url, redis_client):
+    """A manager's slots start before its register_module calls; a task they could not
+    load a moment ago must not be skipped for the retry interval once the module is local."""
+    from piano_dist.core.loader import ModuleLoader
+    from piano_dist.core.registry import ModuleRegistry
+    from piano_dist.keys import Keys
+
+    _register_raw(redis_client, "later", "support.trust_canary:Canary")
+    local: dict = {}
+    loader = ModuleLoader(ModuleRegistry(redis_client, Keys()), local=local)
+    with pytest.raises(Exception):
+        loader.get("later")
+    assert "later" in loader.unloadable()
+    local["later"] = Echo()
+    assert "later" not in loader.unloadable()
+    assert loader.get("later") is local["later"]

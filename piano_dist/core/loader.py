@@ -114,4 +114,6 @@ class ModuleLoader:
             for name, (when, _, _) in list(self._failed.items()):
                 if now - when > self.retry_after:
                     del self._failed[name]
-            return {name: reason for name, (_, reason, _) in sorted(self._failed.items())}
+            # A module handed in locally since it failed (a manager registering it after its
+            # slots started) is loadable now.
+            return {name: reason for name, (_, reason, _) in sorted(self._failed.items()) if name not in self.local}
