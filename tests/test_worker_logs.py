@@ -104,3 +104,25 @@ def test_json_log_lines(manager, redis_url, redis_client):
     assert outcome[slow]["level"] == "WARNING" and outcome[slow]["outcome"] == "timed_out"
     traced = [r for r in records if r.get("task_id") == bad and "traceback" in r]
     assert traced and traced[0]["level"] == "DEBUG" and "deliberate failure 42" in traced[0]["traceback"]
+
+
+@pytest.mark.parametrize("same", [True, False])
+def test_rq_worker_on_another_redis_than_the_configured_one_says_so(redis_url, same):
+    import os
+    import subprocess
+    import sys
+
+    from support.workers import worker_env
+
+    from piano_dist.embedded import free_port
+
+    configured = redis_url if same else f"redis://127.0.0.1:{free_port()}/0"
+    rq = os.path.join(os.path.dirname(sys.executable), "rq")
+    result = subprocess.run([rq, "worker", "-w", "piano_dist.workers.PianoWorker", "--url", redis_url, "--burst",
+                             "piano.normal"], env=worker_env(configured), capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    warned = "not the configured" in result.stdout + result.stderr
+    assert warned is not same, result.stdout + result.stderr
+    if not same:
+        assert '--url "$(piano-dist redis url)"' in result.stdout + result.stderr

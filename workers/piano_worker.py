@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import socket
 import uuid
@@ -22,7 +23,7 @@ from rq.serializers import JSONSerializer
 from rq.worker import BaseWorker, WorkerStatus
 
 from ..config import Timing
-from ..connection import get_connection
+from ..connection import connection_url, get_connection
 from ..core.engine import SlotEngine
 from ..core.allowlist import AllowList
 from ..core.loader import ModuleLoader
@@ -48,6 +49,31 @@ def default_worker_name(kind: str = "worker") -> str:
     return f"{socket.gethostname()}.{os.getpid()}.{kind}-{uuid.uuid4().hex[:6]}"
 
 
+def _server_of(kw: dict) -> tuple:
+    return (kw.get("path"),) if kw.get("path") else (kw.get("host", "localhost"), int(kw.get("port", 6379)),
+                                                      int(kw.get("db", 0) or 0))
+
+
+def warn_if_not_configured_redis(connection: Any) -> None:
+    """`rq worker -w …` connects where rq's --url / RQ_REDIS_URL say (else localhost:6379),
+    not where PIANO_REDIS_URL says: say so when the two differ, or the worker serves
+    an empty Redis while the tasks wait elsewhere."""
+    from ..config import configured_redis_url
+
+    url = configured_redis_url()
+    kw = getattr(getattr(connection, "connection_pool", None), "connection_kwargs", None)
+    if not url or kw is None:
+        return
+    try:
+        wanted = redis.ConnectionPool.from_url(url).connection_kwargs
+    except ValueError:
+        return
+    if _server_of(wanted) != _server_of(kw):
+        log.warning("this worker uses the Redis it was given (%s), not the configured %s: with rq worker, "
+                    "pass --url \"$(piano-dist redis url)\"", connection_url(connection),
+                    re.sub(r"://[^@/]*@", "://***@", url))
+
+
 class PianoWorker(BaseWorker):
     def __init__(self, queues: Any = None, *args: Any, concurrency: int | None = None,
                  prefix: str | None = None, grace_period: float | None = None,
@@ -57,6 +83,8 @@ class PianoWorker(BaseWorker):
         kwargs.setdefault("serializer", JSONSerializer)
         if kwargs.get("connection") is None:
             kwargs["connection"] = get_connection()
+        else:
+            warn_if_not_configured_redis(kwargs["connection"])
         if not kwargs.get("name"):  # `piano-dist worker` passes name=None when --name is not given
             kwargs["name"] = default_worker_name()
         super().__init__(queues or self.keys.queue_names, *args, **kwargs)
