@@ -75,11 +75,29 @@ def add_late_options(command: click.Command) -> None:
         add_late_options(sub)
 
 
+# Commands that run until stopped say at once that they started the embedded server;
+# the others say it when they succeed, so that an error stays the only line printed.
+ANNOUNCE_AT_ONCE = {"worker", "demo", "dashboard"}
+deferred_notes: list[str] = []
+
+
 def redis_url() -> str:
     """The URL the command uses: the configured one, else the embedded server's (started)."""
-    from piano_dist.connection import resolve_redis_url
+    from piano_dist.embedded import EmbeddedRedis
 
-    return resolve_redis_url()
+    url = configured_redis_url()
+    if url:
+        return url
+    embedded = EmbeddedRedis()
+    url = embedded.running_url()
+    if url:
+        return url
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.info_name in ANNOUNCE_AT_ONCE:
+        return embedded.ensure_running()
+    url = embedded.ensure_running(announce=False)
+    deferred_notes.append(f"piano-dist: started embedded Redis at {shown_url(url)} (data in {embedded.home})")
+    return url
 
 
 def where() -> str:

@@ -67,4 +67,8 @@ class FriendlyGroup(click.Group):
             fail(message_of(exc), USAGE_STATUS)
         except USER_ERRORS as exc:
             fail(message_of(exc), USAGE_STATUS)
+        from .connect import deferred_notes
+
+        for note in deferred_notes:
+            click.echo(note, err=True)
         sys.exit(status if isinstance(status, int) else 0)

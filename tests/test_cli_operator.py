@@ -331,3 +331,15 @@ def test_parked_tasks_are_listed_counted_and_cancelled(manager, redis_url, redis
         assert manager.get_task_status(parked)["status"] == "cancelled"
     finally:
         proc.stop()
+
+
+def test_starting_the_embedded_redis_never_adds_a_line_to_an_error(tmp_path):
+    env = {"PIANO_HOME": str(tmp_path / ".piano"), "REDIS_URL": None, "RQ_REDIS_URL": None}
+    try:
+        one_error_line(piano_dist(["submit", "nope"], None, env=env, cwd=str(tmp_path)))
+        assert piano_dist(["redis", "stop"], None, env=env, cwd=str(tmp_path)).stdout.strip() == "stopped"
+        ok = piano_dist(["modules"], None, env=env, cwd=str(tmp_path))
+        assert ok.returncode == 0 and ok.stdout.strip() == "no modules registered", ok
+        assert "piano-dist: started embedded Redis at" in ok.stderr, ok.stderr
+    finally:
+        piano_dist(["redis", "stop"], None, env=env, cwd=str(tmp_path))
