@@ -17,7 +17,7 @@ repository's examples/ and Procfiles are linked, with:
     PIANO_HOME        a directory inside the scratch directory
     PYTHONPATH        the scratch directory (workers import examples.* from it)
 
-`pip install …` lines are not run (CI installed the project with its test extra
+Background jobs a bash block starts are killed when it ends. `pip install …` lines are not run (CI installed the project with its test extra
 before the tests), but every extra they name must exist in pyproject.toml. A block
 passes when it exits 0 and prints no Python traceback.
 
@@ -108,7 +108,9 @@ def test_readme_block_runs(block, scratch, redis_url):
     env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
     if block["lang"] == "bash":
         script = scratch / f"block_{block['line']}.sh"
-        script.write_text(without_pip_installs(block["code"], where))
+        # Whatever the block left running in the background ends with it, pass or fail.
+        script.write_text("trap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n"
+                          + without_pip_installs(block["code"], where))
         argv = ["bash", "-euo", "pipefail", str(script)]
     else:
         script = scratch / f"block_{block['line']}.py"
