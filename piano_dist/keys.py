@@ -220,8 +220,8 @@ class Keys:
     def memory_key(self, agent_id: str, kind: str, name: str, part: str) -> str:
         return f"{self.memory_base(agent_id, kind, name)}:{part}"
 
-    # --- worlds, enhanced modules, LLM clients ------------------------------------------
-    # (section owned by piano_dist.world / piano_dist.enhanced_modules / piano_dist.llm)
+    # --- worlds, enhanced modules ---------------------------------------------------------
+    # (section owned by piano_dist.world / piano_dist.enhanced_modules)
     def world_key(self, world: str, part: str) -> str:
         """part: meta, objects, agents, events, version. ``{world:<name>}`` keeps one
         world's keys in one slot, so world_write.lua touches a single slot."""
@@ -240,9 +240,37 @@ class Keys:
         """part: cursor (last node_count reflected on), running (one reflection at a time)."""
         return self._k("reflection", "{" + agent_id + "}", part)
 
+    # --- language-model calls (section owned by piano_dist.llm) -------------------------
     def llm_key(self, part: str) -> str:
         """part: in_flight (calls now waiting on a model), calls (total started)."""
         return self._k("llm", part)
+
+    def llm_endpoint(self, endpoint_id: str, part: str) -> str:
+        """One endpoint's (URL + model) cluster-wide limiter; ``{llm:<id>}`` keeps its keys
+        in one slot. part: limit (hash: rtat, stat, ttat, cavg, pause), inflight (sorted
+        set holder -> place expiry ms), wake (list a release pushes for waiters)."""
+        return self._k("llm", "{llm:" + endpoint_id + "}", part)
+
+    @property
+    def llm_endpoints(self) -> str:
+        """Hash endpoint id -> JSON {url, model, rpm, tpm, max_in_flight} (for display)."""
+        return self._k("llm", "endpoints")
+
+    def llm_cache(self, digest: str) -> str:
+        """One cached model reply, by the sha256 of its canonical-JSON request."""
+        return self._k("llm", "cache", digest)
+
+    def llm_account(self, scope: str, name: str) -> str:
+        """Counters of one module, agent or endpoint (scope), or of everything (total, all)."""
+        return self._k("llm", "acct", scope, name)
+
+    def llm_account_index(self, scope: str) -> str:
+        """Set of the names that have counters in ``scope``."""
+        return self._k("llm", "acct-index", scope)
+
+    @property
+    def llm_account_prefix(self) -> str:
+        return self._k("llm", "acct") + ":"
 
     # --- the multi-agent demo (piano_dist.demo) ----------------------------------------
     def demo_stats(self, run_id: str) -> str:

@@ -5,6 +5,9 @@ import threading
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
 
 _current: ContextVar["TaskContext | None"] = ContextVar("piano_task_context", default=None)
 
@@ -35,6 +38,24 @@ class TaskContext:
 def current_task() -> TaskContext | None:
     """The context of the task running in this thread, or None outside a task."""
     return _current.get()
+
+
+def bind_task(fn: Callable[..., T]) -> Callable[..., T]:
+    """``fn`` made to run as part of the current task in whichever thread calls it, so
+    that work a task hands to a thread pool still sees its context (cancellation, and
+    the task its model calls are accounted to)."""
+    ctx = _current.get()
+    if ctx is None:
+        return fn
+
+    def bound(*args, **kwargs):
+        token = _current.set(ctx)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _current.reset(token)
+
+    return bound
 
 
 def set_current_task(ctx: TaskContext | None):

@@ -18,7 +18,9 @@ from typing import Any
 
 import redis
 
-from .base import LLMClient
+from .base import LLMClient, ModelReply, ModelRequest
+from .endpoint import Endpoint, estimate_tokens
+from .settings import LLMSettings
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]{2,}")
 _STOP = frozenset(
@@ -31,12 +33,17 @@ _TOKEN = re.compile(r"[a-z0-9']+")
 
 
 class FakeLLM(LLMClient):
+    # Never refuses a call; with PIANO_LLM_RPM/TPM/MAX_IN_FLIGHT set it is still paced
+    # by the cluster's limiter, so a dry run behaves like the real endpoint would.
+    can_push_back = False
+
     def __init__(self, seed: int = 0, median_latency: float = 0.05, sigma: float = 0.5,
                  max_latency: float | None = None, embedding_dim: int = 32, *,
-                 connection: redis.Redis | None = None, prefix: str | None = None):
+                 connection: redis.Redis | None = None, prefix: str | None = None,
+                 settings: LLMSettings | None = None):
         if median_latency < 0 or sigma < 0:
             raise ValueError("median_latency and sigma must be >= 0")
-        super().__init__(connection=connection, prefix=prefix)
+        super().__init__(connection=connection, prefix=prefix, settings=settings)
         self.seed = int(seed)
         self.median_latency = float(median_latency)
         self.sigma = float(sigma)
@@ -56,10 +63,16 @@ class FakeLLM(LLMClient):
         latency = self.median_latency * math.exp(self.sigma * z)
         return min(latency, self.max_latency) if self.max_latency is not None else latency
 
-    def _wait(self) -> None:
+    @property
+    def endpoint(self) -> Endpoint:
+        return Endpoint(f"fake://seed/{self.seed}", "fake")
+
+    def _reply_after_latency(self, prompt: str) -> ModelReply:
         delay = self.sample_latency()
         if delay > 0:
             time.sleep(delay)  # the point of a fake model: hold a thread like a real call
+        answer = self.answer(prompt)
+        return ModelReply(answer, estimate_tokens(prompt), estimate_tokens(answer), model_seconds=delay)
 
     # --- answers -------------------------------------------------------------------------
     def _digest(self, *parts: str) -> bytes:
@@ -88,14 +101,14 @@ class FakeLLM(LLMClient):
     def complete(self, prompt: str, **kw: Any) -> str:
         if not isinstance(prompt, str):
             raise TypeError(f"prompt must be a str, not {type(prompt).__name__}")
-        with self._tracked():
-            self._wait()
-            return self.answer(prompt)
+        request = ModelRequest("complete", self.endpoint, {"model": self.endpoint.url, "prompt": prompt},
+                               estimate_tokens(prompt))
+        return self._call(request, lambda timeout: self._reply_after_latency(prompt))
 
     def embed(self, text: str) -> list[float]:
         """Hashed bag of words, L2-normalised: texts sharing words get a positive cosine,
-        so retrieval by relevance behaves sensibly offline. No latency: real embedding
-        calls are an order of magnitude faster than completions."""
+        so retrieval by relevance behaves sensibly offline. Computed here, at once and
+        unmetered: real embedding calls are an order of magnitude faster than completions."""
         vec = [0.0] * self.embedding_dim
         for word in _TOKEN.findall((text or "").lower()):
             h = self._digest("embed", word)
