@@ -24,6 +24,7 @@ from typing import Any
 
 import redis
 
+from ..core.context import bind_task
 from ..keys import Keys
 from ..modules.base import BaseModule
 from ..memory import scoring
@@ -117,7 +118,7 @@ class ParallelPerceptionModule(BaseModule):
         """Process every sensor concurrently; a sensor that fails or overruns is counted
         as an error and left out, the others still count."""
         pool = self._sensor_pool()
-        futures = {sensor: pool.submit(self._process_one, sensor, data) for sensor, data in inputs.items()}
+        futures = {sensor: pool.submit(bind_task(self._process_one), sensor, data) for sensor, data in inputs.items()}
         done, _ = wait(futures.values(), timeout=SENSOR_TIMEOUT)
         results = []
         for sensor, future in futures.items():

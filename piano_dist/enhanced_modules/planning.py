@@ -17,6 +17,7 @@ from typing import Any
 
 import redis
 
+from ..core.context import bind_task
 from ..modules.base import BaseModule
 from .plumbing import associative_memory, latest_nodes, resolve_agent_id, resolve_connection, resolve_llm
 from .state_access import AgentStateAccess
@@ -87,7 +88,7 @@ class ConcurrentPlanningModule(BaseModule):
         context = self._context()
         with ThreadPoolExecutor(max_workers=len(active), thread_name_prefix="piano-planning") as pool:
             plans = dict(zip((g["id"] for g in active),
-                             pool.map(lambda g: self.plan_goal(g, context), active)))
+                             pool.map(bind_task(lambda g: self.plan_goal(g, context)), active)))
         chosen = active[0]
         steps = plans[chosen["id"]]
         decision = steps[0] if steps else chosen["description"]

@@ -17,6 +17,7 @@ from typing import Any
 import redis
 import redis_lock
 
+from ..core.context import bind_task
 from ..keys import Keys
 from ..memory import scoring
 from ..modules.base import BaseModule
@@ -101,7 +102,7 @@ class DistributedReflectionModule(BaseModule):
         questions = self._focal_points(recent)
         with ThreadPoolExecutor(max_workers=max(1, min(self.max_workers, len(questions))),
                                 thread_name_prefix="piano-reflection") as pool:
-            thoughts = [t for t in pool.map(lambda q: self._insight(q, newest), questions) if t is not None]
+            thoughts = [t for t in pool.map(bind_task(lambda q: self._insight(q, newest)), questions) if t is not None]
         # Move the cursor past the thoughts just written, so a reflection never triggers
         # the next one by itself.
         last = max([newest] + [t.node_count for t in thoughts])

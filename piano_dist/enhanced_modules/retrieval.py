@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import redis
 
+from ..core.context import bind_task
 from ..memory import scoring
 from ..modules.base import BaseModule
 from .plumbing import associative_memory, node_summary, resolve_agent_id, resolve_connection, resolve_llm
@@ -70,7 +71,7 @@ class MemoryRetrievalModule(BaseModule):
             return {"agent_id": self.agent_id, "results": {}}
         with ThreadPoolExecutor(max_workers=min(self.max_workers, len(focals)),
                                 thread_name_prefix="piano-retrieval") as pool:
-            found = list(pool.map(lambda f: self.retrieve(f, n), focals))
+            found = list(pool.map(bind_task(lambda f: self.retrieve(f, n)), focals))
         return {"agent_id": self.agent_id, "results": dict(zip(focals, found))}
 
     def _default_focal_points(self) -> list[str]:
