@@ -37,6 +37,7 @@ def _attach_commands() -> None:
     from .dashboard_command import dashboard
     from .demo_command import demo
     from .info_command import info
+    from .llm_command import llm
     from .locks_command import locks
     from .module_commands import modules, pause, resume, unregister
     from .policy_commands import policy, quota
@@ -45,7 +46,7 @@ def _attach_commands() -> None:
     from .worker_command import worker
 
     for command in (worker, submit, status, tasks, cancel, pause, resume, unregister, modules, info, locks,
-                    policy, quota, demo, dashboard, bench, redis):
+                    policy, quota, demo, llm, dashboard, bench, redis):
         add_late_options(command)
         main.add_command(command)
 

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from ..connection import connection_url
 from ..core.types import TaskStatus
+from ..llm.report import llm_report, llm_snapshot
 from ..manager import ConcurrentModuleManager
 from ..state.store import StateStore
 from .workload import Workload, agent_ids, summarise_statuses
@@ -69,6 +70,7 @@ class DemoRun:
         self.llm_in_flight_peak = 0
         self._llm_samples: list[int] = []
         self._baseline: dict[str, int] = {}
+        self._llm_before: dict[str, float] = {}
 
     # --- workers -------------------------------------------------------------------
     def worker_environment(self) -> dict[str, str]:
@@ -76,6 +78,7 @@ class DemoRun:
         env.update({"PIANO_REDIS_URL": connection_url(self.connection), "PIANO_PREFIX": self.prefix,
                     "PIANO_FAKE_LLM_SEED": str(self.config.seed),
                     "PIANO_FAKE_LLM_LATENCY": str(self.config.llm_latency)})
+        env.setdefault("PIANO_LLM_SEED", str(self.config.seed))  # seeded requests: a replay can hit the cache
         env.update(self.config.worker_env)
         return env
 
@@ -126,6 +129,7 @@ class DemoRun:
 
     def setup(self) -> None:
         self._baseline = self._counters()
+        self._llm_before = llm_snapshot(self.connection, self.manager.keys)
         self.workload.build_world(self.connection, self.prefix)
         self.workload.seed_agents(self.connection, self.prefix)
         self.workload.register_modules(self.manager.client.registry, self.prefix)
@@ -220,6 +224,7 @@ class DemoRun:
             **counters,
             "llm_in_flight_peak": self.llm_in_flight_peak,
             "llm_in_flight_mean": round(statistics.fmean(self._llm_samples), 2) if self._llm_samples else 0,
+            "llm": llm_report(self.connection, self.manager.keys, self._llm_before),
         }
 
     def _slot_count(self) -> int:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..llm.report import llm_report_rows
+
 ROWS = (
     ("agents × ticks", lambda r: f"{r['config']['agents']} × {r['config']['ticks']}"),
     ("workers × slots", lambda r: ("external" if r["config"]["external_workers"]
@@ -18,6 +20,7 @@ ROWS = (
     ("lock waits", lambda r: f"{r['lock_waits']} ({r['lock_wait_seconds']:.3f} s in all)"),
     ("state changes / conflicts", lambda r: f"{r['state_changes']} / {r['state_conflicts_resolved']}"),
     ("LLM calls (peak in flight)", lambda r: f"{r['llm_calls']} ({r['llm_in_flight_peak']})"),
+    *llm_report_rows(),
 )
 
 
