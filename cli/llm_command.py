@@ -19,7 +19,7 @@ def _connection(ctx: click.Context):
 
 
 def _money(value) -> str:
-    return "—" if value is None else f"{value:,.4f}"
+    return "—" if value is None else f"{value:,.6f}"
 
 
 def _seconds(value) -> str:

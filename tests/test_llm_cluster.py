@@ -226,6 +226,11 @@ def test_the_demo_runs_against_the_stub_and_reports_tokens_cost_and_limiter_wait
 
     text = render(report)
     assert "LLM tokens" in text and "LLM cost" in text and "LLM limiter waits" in text
+    # Calls made in the modules' own thread pools count for their task's module and agent.
+    cluster = _cli_json(redis_url)
+    assert "-" not in cluster["modules"] and "-" not in cluster["agents"]
+    assert {m.split(".")[0] for m in cluster["modules"]} <= {"plan", "reflect"}
+    assert set(cluster["agents"]) <= {"agent01", "agent02", "agent03", "agent04"}
 
 
 @pytest.mark.slow

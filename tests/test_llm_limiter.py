@@ -264,3 +264,72 @@ def test_a_refused_connection_is_retried_until_the_endpoint_is_up(redis_client):
         assert answers and stub.log.count(200) == 1
     finally:
         stub.stop()
+
+
+def test_without_redis_the_pushback_still_holds_the_process(stubs):
+    stub = stubs()
+    llm = OpenAICompatibleLLM(url=stub.url, model="m", settings=LLMSettings())
+    stub.fail_next(429, retry_after=1)
+    assert llm.complete("alone")
+    arrivals = [t for t, _, _ in stub.log.arrivals]
+    assert arrivals[1] - arrivals[0] >= 0.9
+
+
+def test_a_cancelled_task_stops_waiting_for_the_limiter(stubs, redis_client):
+    from piano_dist.core.context import TaskContext, reset_current_task, set_current_task
+    from piano_dist.llm.limiter import Admission
+
+    stub = stubs()
+    llm = _client(stub, redis_client)
+    sec, usec = redis_client.time()
+    pushed = EndpointLimiter(llm.endpoint, llm.settings, redis_client, Keys())
+    pushed.release(Admission("someone", int(sec) * 1000 + int(usec) // 1000, 0, 0), None, None, pause_seconds=60)
+    ctx = TaskContext("t1", "mod", "run", 1, "w", None, "agent")
+    outcome = []
+
+    def call():
+        token = set_current_task(ctx)
+        try:
+            llm.complete("waiting")
+        except LLMError as exc:
+            outcome.append(exc)
+        finally:
+            reset_current_task(token)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    wait_until(lambda: llm.endpoint_status(llm.endpoint)["paused_for_seconds"] > 50, message="the pause")
+    ctx.cancel_event.set()
+    caller.join(5)
+    assert not caller.is_alive() and "cancelled" in str(outcome[0])
+    assert stub.log.arrivals == []
+
+
+def test_the_fake_model_is_paced_when_limits_are_set_and_untouched_otherwise(redis_client, records):
+    from piano_dist.llm import FakeLLM
+
+    free = FakeLLM(median_latency=0.01, connection=redis_client, settings=LLMSettings())
+    free.complete("no limits")
+    assert not list(redis_client.scan_iter("piano:llm:{llm:*"))  # no limiter round trips at all
+    paced = FakeLLM(median_latency=0.01, connection=redis_client, settings=LLMSettings(rpm=1200))
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(paced.complete, [f"dry run {i}" for i in range(8)]))
+    dry = records[1:]
+    assert sum(r.limiter_waited for r in dry) >= 5
+    # The fake's model time is its sampled latency, apart from the limiter's waits.
+    assert all(0 < r.model_seconds < 0.2 and r.latency_seconds == r.model_seconds for r in dry)
+    assert max(r.limiter_wait_seconds for r in dry) >= 0.2
+
+
+def test_a_cache_entry_that_is_not_ours_is_a_miss_and_is_replaced(stubs, redis_client):
+    from piano_dist.llm.cache import request_digest
+
+    stub = stubs()
+    llm = _client(stub, redis_client, cache=True)
+    body = {"model": "m", "messages": [{"role": "user", "content": "cached?"}], "temperature": 0}
+    key = Keys().llm_cache(request_digest("complete", body))
+    redis_client.set(key, b"\x00not json")
+    first = llm.complete("cached?", temperature=0)
+    second = llm.complete("cached?", temperature=0)
+    assert first == second and stub.log.count(200) == 1
+    assert redis_client.pttl(key) > 0

@@ -53,7 +53,7 @@ def llm_report_rows() -> tuple:
 
     def cost(r):
         g = group(r)
-        cost = "not priced (PIANO_LLM_PRICE_IN/OUT)" if g["cost"] is None else f"{g['cost']:,.4f}"
+        cost = "not priced (PIANO_LLM_PRICE_IN/OUT)" if g["cost"] is None else f"{g['cost']:,.6f}"
         rate = g["cache_hit_rate"]
         return f"{cost}; cache hits {g['cache_hits']}" + ("" if rate is None else f" ({rate:.0%})")
 
