@@ -217,7 +217,7 @@ class _Handler(BaseHTTPRequestHandler):
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--port", type=int, default=8000, help="0 = any free port (the URL is printed)")
     parser.add_argument("--rpm", type=int, default=300, help="requests per minute before 429 (0 = no limit)")
     parser.add_argument("--latency", type=float, default=0.2, help="seconds per reply")
     parser.add_argument("--completion-tokens", type=int, default=None)
