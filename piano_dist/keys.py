@@ -85,6 +85,11 @@ class Keys:
         """Sorted set of running task ids scored by lease expiry (ms since epoch)."""
         return self._k("running")
 
+    def group(self, group: str) -> str:
+        """Hash final status -> count of the group's tasks that ended (kept for the result
+        TTL after its last update); set by task_common.lua's set_terminal."""
+        return self._k("group", group)
+
     @property
     def stats(self) -> str:
         return self._k("stats")
@@ -222,10 +227,14 @@ class Keys:
 
     # --- worlds, enhanced modules ---------------------------------------------------------
     # (section owned by piano_dist.world / piano_dist.enhanced_modules)
+    def world_base(self, world: str) -> str:
+        """Common start of one world's keys; ``{world:<name>}`` keeps them in one slot.
+        The world scripts derive its cell keys from it (see lua/world_apply.lua)."""
+        return self._k("world", "{world:" + world + "}")
+
     def world_key(self, world: str, part: str) -> str:
-        """part: meta, objects, agents, events, version. ``{world:<name>}`` keeps one
-        world's keys in one slot, so world_write.lua touches a single slot."""
-        return self._k("world", "{world:" + world + "}", part)
+        """part: meta, objects, agents, occ, version, cell:<cx>:<cy>, cellev:<cx>:<cy>."""
+        return f"{self.world_base(world)}:{part}"
 
     def perception_cache(self, sensor: str, digest: str) -> str:
         """One cached sensor result, by the sha256 of its canonical-JSON input."""
@@ -237,7 +246,8 @@ class Keys:
         return self._k("perception", "cache-stats")
 
     def reflection_key(self, agent_id: str, part: str) -> str:
-        """part: cursor (last node_count reflected on), running (one reflection at a time)."""
+        """part: seen (the memory's poignancy total when the last reflection ended),
+        running (one reflection at a time)."""
         return self._k("reflection", "{" + agent_id + "}", part)
 
     # --- language-model calls (section owned by piano_dist.llm) -------------------------
