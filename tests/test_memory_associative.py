@@ -98,3 +98,46 @@ def test_idle_nodes_and_chats_are_not_retrieved_and_eviction_cleans_indexes(redi
     assert len(mem) == 2 and mem.kw_strength_event == {"k": 1, "n": 1}
     assert mem.get_embedding("idle") is None
     assert not redis_client.keys("*:kw:event:idle")
+
+
+def _calls(client):
+    return {k: v["calls"] for k, v in client.info("commandstats").items()}
+
+
+def test_several_nodes_are_one_write_and_a_dedupe_key_adds_once(redis_url, redis_client):
+    mem = AssociativeMemory(agent_id="a")
+    before = _calls(redis_client)
+    nodes = mem.add_many([("event", T0 + timedelta(minutes=i), None, "a", "is", f"x{i}", f"a is x{i}", [f"x{i}"],
+                           i + 1, None, None) for i in range(5)])
+    after = _calls(redis_client)
+    assert after["cmdstat_evalsha"] - before.get("cmdstat_evalsha", 0) == 1
+    assert [n.node_count for n in nodes] == [1, 2, 3, 4, 5] and len(mem) == 5
+    first = mem.add_event(T0, None, "a", "is", "walking", "a is walking", ["walk"], 3, None, None, dedupe="a:t0:act")
+    again = mem.add_event(T0, None, "a", "is", "walking", "a is walking", ["walk"], 3, None, None, dedupe="a:t0:act")
+    assert again.node_id == first.node_id and len(mem) == 6
+    assert mem.poignancy_total() == pytest.approx(1 + 2 + 3 + 4 + 5 + 3)
+
+
+def test_vectors_are_stored_packed_not_as_json(redis_url, redis_client):
+    mem = AssociativeMemory(agent_id="a")
+    mem.add_event(T0, None, "a", "is", "x", "a is x", ["x"], 3, ("a is x", [0.25] * 32), None)
+    raw = redis_client.hget(mem._key("embeddings"), "a is x")
+    assert len(raw) == 32 * 8 and mem.get_embedding("a is x") == [0.25] * 32
+
+
+def test_retrieval_scores_a_bounded_candidate_set_of_a_large_memory(redis_url, monkeypatch):
+    mem = AssociativeMemory(agent_id="a", candidates=20)
+    mem.add_many([("event", T0 + timedelta(seconds=i), None, "a", "is", "busy", f"routine chore {i}",
+                   ["chore"], 2, None, None) for i in range(1500)])
+    target = event(mem, 2000, "the violin concert tonight", ["violin", "concert"], 9)
+    built = []
+    original = AssociativeMemory._node
+
+    def counting(self, data, last_accessed):
+        built.append(data["node_id"])
+        return original(self, data, last_accessed)
+
+    monkeypatch.setattr(AssociativeMemory, "_node", counting)
+    ranked = mem.retrieve_scored("violin concert", 3)
+    assert ranked[0].node == target
+    assert len(built) <= 20 * 2 + 2 * 20 * 2  # recent, important, and per query word events + thoughts

