@@ -155,3 +155,16 @@ def test_retrieval_combines_the_scores_and_returns_json(redis_client, three_memo
     embedded = MemoryRetrievalModule(None, n=1, weights=(0, 0, 1), use_embeddings=True, agent_id="alice",
                                      llm=FakeLLM(median_latency=0), connection=redis_client)
     assert embedded.retrieve("coffee")[0]["relevance"] >= 0
+
+
+def test_the_reflection_trigger_is_one_read_however_long_the_agent_has_lived(redis_client):
+    memory = AssociativeMemory(agent_id="old", connection=redis_client)
+    memory.add_many([("event", datetime.now(), None, "old", "is", "busy", f"chore {i}", ["chore"], 1, None, None)
+                     for i in range(3000)])
+    reflection = DistributedReflectionModule(None, importance_threshold=10_000, agent_id="old", llm=None,
+                                             connection=redis_client)
+    before = {k: v["calls"] for k, v in redis_client.info("commandstats").items()}
+    assert reflection.importance_since_last() == 3000
+    after = {k: v["calls"] for k, v in redis_client.info("commandstats").items()}
+    spent = {k: after[k] - before.get(k, 0) for k in after if k != "cmdstat_info" and after[k] != before.get(k, 0)}
+    assert spent == {"cmdstat_mget": 1}

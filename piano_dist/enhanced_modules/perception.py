@@ -1,30 +1,32 @@
 """ParallelPerceptionModule: every sensor at once, then attention picks what matters.
 
-One run: observe the world (one consistent read), cut the observation into one input
-per sensor, process all sensors concurrently in a small thread pool (a cached result
-when the same input was seen in any process within the TTL), rank by sensor weight ×
-confidence and keep the top ``attention_bandwidth``. The original cut the task list to
+One run: observe the world (one consistent read of the cells in view), cut the
+observation into one input per sensor, look every sensor's input up in the shared
+result cache at once, process the misses (concurrently when a sensor asks the model
+for a description — the wait worth overlapping; pure processing runs inline, where a
+thread hand-off would cost more than the work), rank by sensor weight × confidence and
+keep the top ``attention_bandwidth``. The original cut the task list to
 the bandwidth *before* ranking, so a late, important sensor could never win.
 
 Results are PerceptionResult records (dicts), so ``run()`` returns JSON as it is, in
 process or as a task on a worker. With ``store_percepts`` the perceived events not
 already among the agent's latest ``retention`` events go into its AssociativeMemory
-(as generative agents' perceive does), which is what reflection and retrieval read.
+(as generative agents' perceive does), which is what reflection and retrieval read:
+their poignancy ratings are asked of the model at once and the events written in one
+round trip.
 """
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import datetime
 from typing import Any
 
 import redis
 
-from ..core.context import bind_task
+from ..core.fanout import fan_out
 from ..keys import Keys
 from ..modules.base import BaseModule
 from ..memory import scoring
@@ -34,7 +36,6 @@ from .plumbing import (associative_memory, llm_tag, resolve_agent_id, resolve_co
 from .records import PerceptionMetrics, PerceptionResult
 from .sensors import PROCESSORS, SENSOR_WEIGHTS, SensorType, extract_inputs
 
-SENSOR_TIMEOUT = 10.0
 HISTORY_LENGTH = 100
 
 
@@ -75,8 +76,6 @@ class ParallelPerceptionModule(BaseModule):
         self.cache = PerceptionCache(self.connection, self.keys, cache_ttl)
         self._memory_name = memory_name
         self._prefix = prefix
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_pid = 0
         self._guard = threading.Lock()
         self._active = 0
         self._counts = {"tasks": 0, "time": 0.0, "errors": 0, "cache_hits": 0, "cache_misses": 0,
@@ -115,32 +114,32 @@ class ParallelPerceptionModule(BaseModule):
         return self.environment.observe(self.agent_id, self.vision_radius)
 
     def process_all(self, inputs: dict[SensorType, dict]) -> list[PerceptionResult]:
-        """Process every sensor concurrently; a sensor that fails or overruns is counted
-        as an error and left out, the others still count."""
-        pool = self._sensor_pool()
-        futures = {sensor: pool.submit(bind_task(self._process_one), sensor, data) for sensor, data in inputs.items()}
-        done, _ = wait(futures.values(), timeout=SENSOR_TIMEOUT)
-        results = []
-        for sensor, future in futures.items():
-            if future not in done:
-                future.cancel()
-                self._count_error(sensor, "timed out")
-                continue
-            try:
-                results.append(future.result())
-            except Exception as exc:  # one sensor's failure must not blind the others
-                self._count_error(sensor, exc)
-        return results
+        """Process every sensor (a cached result when the same input was seen in any
+        process within the TTL); a sensor that fails is counted as an error and left
+        out, the others still count."""
+        sensors = list(inputs)
+        llm = llm_tag(self.llm) if self.describe_with_llm else None
+        keys = [self.cache.key_for(s, inputs[s], llm) for s in sensors] if self.enable_caching else []
+        cached = self.cache.get_many(keys) if keys else [None] * len(sensors)
+        misses = [i for i, hit in enumerate(cached) if hit is None]
 
-    def _sensor_pool(self) -> ThreadPoolExecutor:
-        # Per process: a worker running tasks in forked children (--isolation process)
-        # inherits a pool whose threads do not exist in the child.
-        with self._guard:
-            if self._pool is None or self._pool_pid != os.getpid():
-                self._pool = ThreadPoolExecutor(max_workers=self.max_workers,
-                                                thread_name_prefix="piano-perception")
-                self._pool_pid = os.getpid()
-            return self._pool
+        def process(i: int):
+            try:
+                return self._process_one(sensors[i], inputs[sensors[i]], cached[i])
+            except Exception as exc:  # one sensor's failure must not blind the others
+                self._count_error(sensors[i], exc)
+                return None
+
+        if self.describe_with_llm and self.llm is not None and len(misses) > 1:
+            done = dict(zip(misses, fan_out(process, misses, self.max_workers)))
+        else:
+            done = {i: process(i) for i in misses}
+        results = [done[i] if cached[i] is None else process(i) for i in range(len(sensors))]
+        if keys:
+            fresh = {keys[i]: (done[i]["processed_data"], done[i]["confidence"])
+                     for i in misses if done[i] is not None}
+            self.cache.record(fresh, hits=len(sensors) - len(misses), misses=len(misses))
+        return [r for r in results if r is not None]
 
     def attend(self, results: list[PerceptionResult]) -> list[PerceptionResult]:
         """The ``attention_bandwidth`` results with the highest weight × confidence
@@ -150,15 +149,12 @@ class ParallelPerceptionModule(BaseModule):
                                         ir[0]))
         return [r for _, r in ranked[:self.attention_bandwidth]]
 
-    def _process_one(self, sensor: SensorType, data: dict) -> PerceptionResult:
+    def _process_one(self, sensor: SensorType, data: dict, cached: dict | None = None) -> PerceptionResult:
         with self._guard:
             self._active += 1
             self._counts["peak"] = max(self._counts["peak"], self._active)
         started = time.perf_counter()
         try:
-            key = self.cache.key_for(sensor, data, llm_tag(self.llm) if self.describe_with_llm else None) \
-                if self.enable_caching else None
-            cached = self.cache.get(key) if key else None
             if cached is not None:
                 processed, confidence = cached["processed_data"], cached["confidence"]
             else:
@@ -166,8 +162,6 @@ class ParallelPerceptionModule(BaseModule):
                 if self.describe_with_llm and self.llm is not None:
                     processed = {**processed, "summary": self.llm.complete(
                         f"In one sentence, what does {self.agent_id} notice? ({sensor.value}) {processed}")}
-                if key:
-                    self.cache.put(key, processed, confidence)
             elapsed = time.perf_counter() - started
         finally:
             with self._guard:
@@ -175,7 +169,8 @@ class ParallelPerceptionModule(BaseModule):
         with self._guard:
             self._counts["tasks"] += 1
             self._counts["time"] += elapsed
-            self._counts["cache_hits" if cached is not None else "cache_misses"] += 1 if key else 0
+            if self.enable_caching:
+                self._counts["cache_hits" if cached is not None else "cache_misses"] += 1
             self._by_sensor[sensor.value] = self._by_sensor.get(sensor.value, 0) + 1
         return PerceptionResult(
             task_id=f"perc_{uuid.uuid4().hex[:12]}", sensor_type=sensor.value, processed_data=processed,
@@ -199,18 +194,24 @@ class ParallelPerceptionModule(BaseModule):
             return 0
         memory = associative_memory(self.agent_id, self._memory_name, self.connection, self._prefix)
         seen = memory.get_summarized_latest_events(self.retention)
-        added = 0
+        new = []
         for event in events:
             spo = (event["subject"], event["predicate"], event["object"])
-            if spo in seen:
-                continue
-            seen.add(spo)
+            if spo not in seen:
+                seen.add(spo)
+                new.append(event)
+        if not new:
+            return 0
+
+        def rate(event: dict) -> tuple:
             description = event["description"]
-            memory.add_event(datetime.now(), None, *spo, description, sorted(scoring.tokens(description))[:10],
-                             self._poignancy(event),
-                             (description, self.llm.embed(description)) if self.llm is not None else None, None)
-            added += 1
-        return added
+            embedding = (description, self.llm.embed(description)) if self.llm is not None else None
+            return ("event", datetime.now(), None, event["subject"], event["predicate"], event["object"],
+                    description, sorted(scoring.tokens(description))[:10], self._poignancy(event), embedding,
+                    None)
+
+        memory.add_many(fan_out(rate, new) if self.llm is not None else [rate(e) for e in new])
+        return len(new)
 
     def _poignancy(self, event: dict) -> float:
         """LLM-rated 1..10 when an LLM is configured (as generative agents do), else a
@@ -257,13 +258,6 @@ class ParallelPerceptionModule(BaseModule):
                 "is_shutdown": self._closed}
 
     def shutdown(self, wait: bool = True) -> None:
-        """Stop the sensor pool. Never raises (the original passed a timeout= that
+        """Stop accepting runs. Never raises (the original passed a timeout= that
         ThreadPoolExecutor.shutdown does not take)."""
-        if self._closed:
-            return
         self._closed = True
-        try:
-            if self._pool is not None and self._pool_pid == os.getpid():
-                self._pool.shutdown(wait=wait, cancel_futures=True)
-        except Exception:  # shutting down must not fail the caller's own cleanup
-            self.logger.exception("perception pool shutdown failed")

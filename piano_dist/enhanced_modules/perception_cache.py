@@ -29,17 +29,32 @@ class PerceptionCache:
                                  "version": PROCESSOR_VERSION, "llm": llm})
         return self.keys.perception_cache(sensor.value, digest)
 
+    def get_many(self, keys: list[str]) -> list[dict[str, Any] | None]:
+        """Cached results for these keys (None where absent), in one round trip."""
+        if not keys:
+            return []
+        return [json.loads(raw) if raw is not None else None for raw in self.connection.mget(keys)]
+
     def get(self, key: str) -> dict[str, Any] | None:
-        raw = self.connection.get(key)
-        self.connection.hincrby(self.keys.perception_cache_stats, "hits" if raw is not None else "misses", 1)
-        return json.loads(raw) if raw is not None else None
+        found = self.get_many([key])[0]
+        self.record({}, hits=int(found is not None), misses=int(found is None))
+        return found
+
+    def record(self, new_entries: dict[str, tuple[Any, float]], hits: int, misses: int) -> None:
+        """Store new results and count one lookup round's hits and misses, in one round trip."""
+        pipe = self.connection.pipeline(transaction=False)
+        for key, (processed_data, confidence) in new_entries.items():
+            pipe.set(key, json.dumps({"processed_data": processed_data, "confidence": confidence},
+                                     separators=(",", ":")), px=self.ttl_ms)
+        stats = self.keys.perception_cache_stats
+        for field, count in (("hits", hits), ("misses", misses), ("writes", len(new_entries))):
+            if count:
+                pipe.hincrby(stats, field, count)
+        if len(pipe):
+            pipe.execute()
 
     def put(self, key: str, processed_data: Any, confidence: float) -> None:
-        pipe = self.connection.pipeline(transaction=False)
-        pipe.set(key, json.dumps({"processed_data": processed_data, "confidence": confidence},
-                                 separators=(",", ":")), px=self.ttl_ms)
-        pipe.hincrby(self.keys.perception_cache_stats, "writes", 1)
-        pipe.execute()
+        self.record({key: (processed_data, confidence)}, 0, 0)
 
     def stats(self) -> dict[str, int]:
         raw = self.connection.hgetall(self.keys.perception_cache_stats)

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import re
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
 import redis
 
-from ..core.context import bind_task
+from ..core.fanout import fan_out
 from ..modules.base import BaseModule
 from .plumbing import associative_memory, latest_nodes, resolve_agent_id, resolve_connection, resolve_llm
 from .state_access import AgentStateAccess
@@ -86,9 +85,7 @@ class ConcurrentPlanningModule(BaseModule):
             return {"agent_id": self.agent_id, "decision": self.state.get(self.DECISION), "plans": {},
                     "goal": None}
         context = self._context()
-        with ThreadPoolExecutor(max_workers=len(active), thread_name_prefix="piano-planning") as pool:
-            plans = dict(zip((g["id"] for g in active),
-                             pool.map(bind_task(lambda g: self.plan_goal(g, context)), active)))
+        plans = dict(zip((g["id"] for g in active), fan_out(lambda g: self.plan_goal(g, context), active)))
         chosen = active[0]
         steps = plans[chosen["id"]]
         decision = steps[0] if steps else chosen["description"]

@@ -83,15 +83,10 @@ def node_summary(node, scores: dict[str, float] | None = None) -> dict[str, Any]
 
 def latest_nodes(memory, node_type: str, limit: int) -> list:
     """The ``limit`` newest nodes of one type (events, thoughts, chats), newest first,
-    without loading the whole stream."""
-    if limit <= 0:
-        return []
-    ids = memory.connection.zrevrange(f"{memory.key_base}:bytype:{node_type}", 0, limit - 1)
-    return memory.get_nodes([i.decode() for i in ids])
+    in one round trip."""
+    return memory.latest(node_type, limit)
 
 
 def nodes_after(memory, node_count: int, limit: int = 1000) -> list:
     """Nodes added after the one numbered ``node_count`` (any type), oldest first."""
-    order = memory.keys.memory_key(memory.agent_id, memory.kind, memory.name, "order")
-    ids = memory.connection.zrangebyscore(order, f"({int(node_count)}", "+inf", start=0, num=limit)
-    return memory.get_nodes([i.decode() for i in ids])
+    return memory.after(node_count, limit)

@@ -2,28 +2,28 @@
 happened — the generative agents' reflection, safe to run from any worker.
 
 Trigger: the poignancy of the nodes added since the last reflection sums past
-``importance_threshold``. The cursor (last node reflected on) lives in Redis, so every
-process agrees on what is new, and a Redis lock (token-checked, expiring) lets one
-reflection per agent run at a time. A reflection asks for ``focal_points`` questions
+``importance_threshold``. The memory keeps a running total of the poignancy ever added
+and the last reflection's reading of it lives in Redis, so every process agrees on
+what is new and the check is one read, however long the agent has lived. A Redis lock
+(token-checked, expiring) lets one reflection per agent run at a time. A reflection asks for ``focal_points`` questions
 about the recent memories, retrieves evidence for each concurrently, and stores one
 insight per question as a thought (filling = its evidence ids).
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
 import redis
 import redis_lock
 
-from ..core.context import bind_task
+from ..core.fanout import fan_out
 from ..keys import Keys
 from ..memory import scoring
 from ..modules.base import BaseModule
 from .planning import parse_steps
-from .plumbing import (associative_memory, latest_nodes, node_summary, nodes_after, resolve_agent_id,
-                       resolve_connection, resolve_llm)
+from .plumbing import (associative_memory, latest_nodes, node_summary, resolve_agent_id, resolve_connection,
+                       resolve_llm)
 
 INSIGHT_LIFETIME = timedelta(days=30)
 
@@ -57,13 +57,12 @@ class DistributedReflectionModule(BaseModule):
         return {k: v for k, v in self.config.items() if v is not None}
 
     # --- trigger ------------------------------------------------------------------------
-    def _cursor(self) -> int:
-        return int(self.connection.get(self.keys.reflection_key(self.agent_id, "cursor")) or 0)
-
     def importance_since_last(self) -> float:
-        """Poignancy summed over the events and thoughts added since the last reflection."""
-        return float(sum(n.poignancy for n in nodes_after(self.memory, self._cursor())
-                         if n.node_type in ("event", "thought")))
+        """Poignancy summed over the events and thoughts added since the last reflection
+        (one read: the memory's running total less the last reflection's reading)."""
+        total, seen = self.connection.mget(self.memory.poignancy_key,
+                                           self.keys.reflection_key(self.agent_id, "seen"))
+        return max(0.0, (int(total or 0) - int(seen or 0)) / 1000)
 
     def should_reflect(self) -> bool:
         return self.importance_since_last() >= self.importance_threshold
@@ -100,13 +99,12 @@ class DistributedReflectionModule(BaseModule):
             return {"agent_id": self.agent_id, "reflected": False, "reason": "no memories"}
         newest = max(n.node_count for n in recent)
         questions = self._focal_points(recent)
-        with ThreadPoolExecutor(max_workers=max(1, min(self.max_workers, len(questions))),
-                                thread_name_prefix="piano-reflection") as pool:
-            thoughts = [t for t in pool.map(bind_task(lambda q: self._insight(q, newest)), questions) if t is not None]
-        # Move the cursor past the thoughts just written, so a reflection never triggers
+        thoughts = [t for t in fan_out(lambda q: self._insight(q, newest), questions, self.max_workers)
+                    if t is not None]
+        # Read the total after the thoughts just written, so a reflection never triggers
         # the next one by itself.
-        last = max([newest] + [t.node_count for t in thoughts])
-        self.connection.set(self.keys.reflection_key(self.agent_id, "cursor"), last)
+        self.connection.set(self.keys.reflection_key(self.agent_id, "seen"),
+                            round(self.memory.poignancy_total() * 1000))
         return {"agent_id": self.agent_id, "reflected": True, "focal_points": questions,
                 "thoughts": [node_summary(t) for t in thoughts]}
 

@@ -7,12 +7,11 @@ gets the same answer from a worker as from a local call.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
 import redis
 
-from ..core.context import bind_task
+from ..core.fanout import fan_out
 from ..memory import scoring
 from ..modules.base import BaseModule
 from .plumbing import associative_memory, node_summary, resolve_agent_id, resolve_connection, resolve_llm
@@ -69,9 +68,7 @@ class MemoryRetrievalModule(BaseModule):
         focals = list(focal_points or self._default_focal_points())
         if not focals:
             return {"agent_id": self.agent_id, "results": {}}
-        with ThreadPoolExecutor(max_workers=min(self.max_workers, len(focals)),
-                                thread_name_prefix="piano-retrieval") as pool:
-            found = list(pool.map(bind_task(lambda f: self.retrieve(f, n)), focals))
+        found = fan_out(lambda f: self.retrieve(f, n), focals, self.max_workers)
         return {"agent_id": self.agent_id, "results": dict(zip(focals, found))}
 
     def _default_focal_points(self) -> list[str]:
