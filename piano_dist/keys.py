@@ -87,7 +87,8 @@ class Keys:
 
     def group(self, group: str) -> str:
         """Hash final status -> count of the group's tasks that ended (kept for the result
-        TTL after its last update); set by task_common.lua's set_terminal."""
+        TTL after its last update, an hour if that is 0); set by task_common.lua's
+        set_terminal."""
         return self._k("group", group)
 
     @property

@@ -32,7 +32,7 @@ _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 _STATUS_FIELDS = ("piano_status", "piano_module", "piano_method", "piano_priority", "created_at",
                   "started_at", "ended_at", "worker_name", "piano_result", "piano_error",
                   "piano_attempts", "piano_wait_reason", "piano_timeout", "piano_agent",
-                  "piano_cancel", "piano_last_loss")
+                  "piano_cancel", "piano_last_loss", "piano_model_ms", "piano_model_calls")
 
 
 @dataclass
@@ -53,6 +53,8 @@ class TaskSpec:
     max_attempts: int | None = None
     agent_id: str | None = None
     task_id: str | None = None
+    group: str | None = None
+    keep_result: bool = True
 
     @classmethod
     def coerce(cls, spec: Any, position: int) -> "TaskSpec":
@@ -194,6 +196,10 @@ class TaskClient:
         SecurityValidator.validate_seconds(spec.retry_delay, "retry_delay", allow_zero=True)
         if spec.callback is not None and not callable(spec.callback):
             raise SecurityError(f"callback must be callable, not {type(spec.callback).__name__}")
+        if spec.group is not None and (not isinstance(spec.group, str) or not _TASK_ID.fullmatch(spec.group)):
+            raise SecurityError(f"group {spec.group!r} is invalid: use 1-128 letters, digits, '_' or '-'")
+        if not isinstance(spec.keep_result, bool):
+            raise SecurityError(f"keep_result must be True or False, not {spec.keep_result!r}")
         task_id = (spec.task_id if spec.task_id is not None
                    else f"{_ID_UNSAFE.sub('_', spec.module_name)[:40]}_{method}_{os.urandom(8).hex()}")
         if not isinstance(task_id, str) or not _TASK_ID.fullmatch(task_id):
@@ -208,7 +214,7 @@ class TaskClient:
         # Types too: 1 == 1.0 == True as keys, but they encode differently.
         options = (module, method, priority, agent, type(agent), timeout, type(timeout), spec.retries,
                    type(spec.retries), spec.retry_delay, type(spec.retry_delay), spec.max_attempts,
-                   type(spec.max_attempts))
+                   type(spec.max_attempts), spec.keep_result)
         try:
             profile = cache.profiles.get(options)
         except TypeError:  # an unhashable agent id: its encoding below raises as before
@@ -231,6 +237,8 @@ class TaskClient:
             ]
             if timeout:
                 profile += ("timeout", str(int(timeout) + 1))
+            if not spec.keep_result:
+                profile += ("piano_keep_result", "0")
             profile = tuple(profile)
             if options is not None:
                 cache.profiles[options] = profile
@@ -241,6 +249,8 @@ class TaskClient:
                     f"{', ' + args_json[1:-1] if args else ''}], {kwargs_json}]")
             payload = cache.payloads[payload_key] = (f"[{args_json}, {kwargs_json}]", zlib.compress(data.encode()))
         record = [task_id, _utc_stamp()]
+        if spec.group:
+            record += ("group_id", spec.group)
         if tolerated:
             record += ("piano_allow_failure", json.dumps(tolerated))
         if parents:
@@ -457,6 +467,9 @@ class TaskClient:
             status["waiting_because"] = text["piano_wait_reason"]
         if text["piano_cancel"] == "1" and text["piano_status"] == "running":
             status["cancel_requested"] = True
+        if text["piano_model_ms"]:
+            status["model_seconds"] = float(text["piano_model_ms"]) / 1000
+            status["model_calls"] = int(text["piano_model_calls"] or 0)
         if text["piano_last_loss"]:
             status["last_loss"] = text["piano_last_loss"]
         return status
@@ -476,6 +489,12 @@ class TaskClient:
         if ended.get("error") and ended["status"] != TaskStatus.COMPLETED.value:
             status["error"] = ended["error"]
         return status
+
+    def group_progress(self, group: str) -> dict[str, int]:
+        """How many tasks of a group (``TaskSpec.group``) have ended, by final status:
+        one read, however large the group."""
+        raw = self.connection.hgetall(self.keys.group(group))
+        return {k.decode(): int(v) for k, v in raw.items()}
 
     # --- waiting ------------------------------------------------------------------
     def wait(self, task_ids: Iterable[str] | str, timeout: float | None = None) -> dict[str, dict]:

@@ -25,6 +25,9 @@ class TaskContext:
     timed_out: bool = False
     child_pid: int | None = None  # process isolation: the task's own process
     started: float = field(default_factory=time.monotonic)
+    # (start, end) monotonic times of the task's model calls, from any thread working
+    # for it: what the demo's oracle is built from (the model's time, not the task's).
+    model_spans: list = field(default_factory=list)
 
     @property
     def cancelled(self) -> bool:
@@ -33,6 +36,16 @@ class TaskContext:
 
     def remaining(self) -> float | None:
         return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+
+    def model_time(self) -> float:
+        """Seconds during which at least one of the task's model calls was open (calls
+        made at once count once: the task waited on the model that long)."""
+        total, reach = 0.0, float("-inf")
+        for start, end in sorted(self.model_spans):
+            if end > reach:
+                total += end - max(start, reach)
+                reach = end
+        return total
 
 
 def current_task() -> TaskContext | None:
@@ -56,6 +69,13 @@ def bind_task(fn: Callable[..., T]) -> Callable[..., T]:
             _current.reset(token)
 
     return bound
+
+
+def note_model_call(start: float, end: float) -> None:
+    """Account one model call (monotonic start and end) to the running task, if any."""
+    ctx = _current.get()
+    if ctx is not None:
+        ctx.model_spans.append((start, end))
 
 
 def set_current_task(ctx: TaskContext | None):

@@ -382,9 +382,10 @@ class SlotEngine:
 
     def _finish(self, ctx: TaskContext, outcome: str, payload: str, elapsed: float, value: Any = None) -> None:
         """Hand the outcome to the finisher thread; the slot frees once it is recorded."""
+        model = ctx.model_time()
         args = [self.keys.prefix, ctx.task_id, self.worker_name, ctx.attempt, outcome, payload,
                 self.timing.result_ttl, int(elapsed * 1000), self._rq_result(ctx, outcome, payload, value),
-                self.rq_worker_key]
+                self.rq_worker_key, round(model * 1000, 3) if ctx.model_spans else "", len(ctx.model_spans)]
         with self._outbox_ready:
             self._outbox.append((ctx, args, elapsed))
             self._outbox_ready.notify()
@@ -527,11 +528,12 @@ class SlotEngine:
     def publish_metrics(self) -> None:
         with self._lock:
             load = len(self.active) / self.concurrency
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        usage = resource.getrusage(resource.RUSAGE_SELF)
         key = self.keys.worker_metrics(self.worker_name)
         with self.connection.pipeline(transaction=False) as pipe:
             pipe.hset(key, mapping={"slots": self.concurrency, "running": len(self.active),
-                                    "current_load": round(load, 3), "peak_memory_usage": rss,
-                                    "peak_thread_count": self.peak_threads, "heartbeat": time.time()})
+                                    "current_load": round(load, 3), "peak_memory_usage": usage.ru_maxrss * 1024,
+                                    "peak_thread_count": self.peak_threads, "heartbeat": time.time(),
+                                    "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 4)})
             pipe.expire(key, 3600)
             pipe.execute()

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from ..connection import connection_url
-from ..core.types import TaskStatus
 from ..llm.report import llm_report, llm_snapshot
 from ..manager import ConcurrentModuleManager
 from ..state.store import StateStore
+from .oracle import model_oracle
 from .workload import Workload, agent_ids, summarise_statuses
+
+# Statuses a task ends in (TaskStatus.is_terminal), as the group counters name them.
+TERMINAL = ("completed", "failed", "timed_out", "cancelled", "dependency_failed")
 
 
 @dataclass
@@ -33,6 +36,7 @@ class DemoConfig:
     external_workers: bool = False
     timeout: float = 900.0
     report_path: str | None = "piano-demo-report.json"
+    timeline_path: str | None = None
     worker_env: dict = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -64,12 +68,14 @@ class DemoRun:
         self.workload = Workload(f"demo{config.seed}-{uuid.uuid4().hex[:6]}", agent_ids(config.agents),
                                  config.ticks, config.seed)
         self.worker_procs: list[subprocess.Popen] = []
+        self.worker_names: list[str] = []
         self.task_ids: list[str] = []
-        self._ended: set[str] = set()
-        self._progress = threading.Condition()
         self.llm_in_flight_peak = 0
-        self._llm_samples: list[int] = []
-        self._baseline: dict[str, int] = {}
+        # (seconds since the run started, model calls in flight, tasks ended) every sample.
+        self.samples: list[tuple[float, int, int]] = []
+        self._baseline: dict[str, float] = {}
+        self._workers_cpu_before: dict[str, float] = {}
+        self._started = 0.0
         self._llm_before: dict[str, float] = {}
 
     # --- workers -------------------------------------------------------------------
@@ -83,19 +89,20 @@ class DemoRun:
         return env
 
     def start_workers(self, ready_timeout: float = 60.0) -> None:
-        """Start the demo's workers and wait until each has registered, so the run's
-        wall time measures the agents, not Python starting up."""
+        """Start the demo's workers and wait until each has registered and reported its
+        first figures, so the run's wall time and CPU measure the agents, not Python
+        starting up."""
         names = [f"{self.workload.run_id}-w{i + 1}" for i in range(self.config.workers)]
         procs = [self.start_worker(name) for name in names]
-        keys = [self.manager.keys.rq_worker(name) for name in names]
         deadline = time.monotonic() + ready_timeout
-        while self.connection.exists(*keys) < len(keys):
+        while len(self._worker_cpu(names)) < len(names):
             dead = [p for p in procs if p.poll() is not None]
             if dead:
                 raise RuntimeError(f"a demo worker exited with code {dead[0].returncode} while starting")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"demo workers did not start within {ready_timeout}s")
             time.sleep(0.05)
+        self.worker_names = names
 
     def start_worker(self, name: str) -> subprocess.Popen:
         proc = subprocess.Popen(
@@ -116,8 +123,19 @@ class DemoRun:
                 proc.kill()
                 proc.wait(timeout=5)
 
+    def _worker_cpu(self, names: list[str]) -> dict[str, float]:
+        """CPU seconds each worker reports of itself (user + sys, from its rusage)."""
+        with self.connection.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hget(self.manager.keys.worker_metrics(name), "cpu_seconds")
+            values = pipe.execute()
+        return {n: float(v) for n, v in zip(names, values) if v is not None}
+
+    def _live_workers(self) -> list[str]:
+        return [w["name"] for w in self.manager.module_executor.worker_metrics()]
+
     # --- the run ---------------------------------------------------------------------
-    def _counters(self) -> dict[str, int]:
+    def _counters(self) -> dict[str, float]:
         """Cluster counters this run adds to (they outlive runs: the report shows deltas)."""
         changes = conflicts = 0
         for agent in self.workload.agents:
@@ -127,6 +145,12 @@ class DemoRun:
         llm_calls = int(self.connection.get(self.manager.keys.llm_key("calls")) or 0)
         return {"state_changes": changes, "state_conflicts_resolved": conflicts, "llm_calls": llm_calls}
 
+    def _redis_figures(self) -> dict[str, float]:
+        """Commands Redis has run (scripts' inner commands included) and memory in use."""
+        stats = self.connection.info("commandstats")
+        commands = sum(v["calls"] for k, v in stats.items() if k not in ("cmdstat_info",))
+        return {"redis_commands": commands, "redis_used_memory": self.connection.info("memory")["used_memory"]}
+
     def setup(self) -> None:
         self._baseline = self._counters()
         self._llm_before = llm_snapshot(self.connection, self.manager.keys)
@@ -134,45 +158,32 @@ class DemoRun:
         self.workload.seed_agents(self.connection, self.prefix)
         self.workload.register_modules(self.manager.client.registry, self.prefix)
 
-    def _on_task_completed(self, task_id: str, success: bool) -> None:
-        if task_id.startswith(self.workload.run_id):
-            with self._progress:
-                self._ended.add(task_id)
-                self._progress.notify_all()
-
     def submit(self) -> None:
-        self.manager.add_event_callback("task_completed", self._on_task_completed)
         self.task_ids = self.manager.submit_many(self.workload.specs())
 
     def follow(self, on_progress: Callable[[int, int], None] | None = None) -> None:
-        """Block until every task has ended; report progress from task events, and
-        confirm from Redis every few seconds (pub/sub may drop a message)."""
+        """Block until every task has ended: one read of the run's group counters (and of
+        the model calls in flight, for the timeline) every quarter second."""
         total = len(self.task_ids)
         deadline = time.monotonic() + self.config.timeout
-        last_check = time.monotonic()
         llm_key = self.manager.keys.llm_key("in_flight")
+        group_key = self.manager.keys.group(self.workload.run_id)
         while True:
-            with self._progress:
-                self._progress.wait(timeout=0.5)
-                done = len(self._ended)
-            in_flight = int(self.connection.get(llm_key) or 0)
-            self._llm_samples.append(in_flight)
+            with self.connection.pipeline(transaction=False) as pipe:
+                pipe.hmget(group_key, *TERMINAL)
+                pipe.get(llm_key)
+                ended_counts, in_flight = pipe.execute()
+            done = sum(int(c or 0) for c in ended_counts)
+            in_flight = int(in_flight or 0)
+            self.samples.append((round(time.monotonic() - self._started, 3), in_flight, done))
             self.llm_in_flight_peak = max(self.llm_in_flight_peak, in_flight)
             if on_progress:
                 on_progress(done, total)
-            if done >= total or time.monotonic() - last_check > 3:
-                last_check = time.monotonic()
-                statuses = self.manager.client.get_statuses(self.task_ids)
-                ended = {tid for tid, st in statuses.items() if st and TaskStatus(st["status"]).is_terminal}
-                with self._progress:
-                    self._ended |= ended
-                if len(ended) == total:
-                    if on_progress:
-                        on_progress(total, total)
-                    return
+            if done >= total:
+                return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"demo did not finish within {self.config.timeout}s "
-                                   f"({len(self._ended)}/{total} tasks ended)")
+                raise TimeoutError(f"demo did not finish within {self.config.timeout}s ({done}/{total} tasks ended)")
+            time.sleep(0.25)
 
     def cancel_unfinished(self, reason: str = "the demo run ended early (timeout or interrupt)") -> int:
         """Cancel this run's tasks that have not ended (running ones get the cancel flag),
@@ -185,45 +196,65 @@ class DemoRun:
             return 0
         return sum(1 for o in outcomes if o)
 
-    def report(self, wall: float) -> dict[str, Any]:
+    def _work_done(self) -> dict[str, int]:
+        """What the agents did, counted from what they left in Redis: memories written,
+        thoughts from reflection, world steps by outcome."""
+        kinds = ("event", "thought")
+        with self.connection.pipeline(transaction=False) as pipe:
+            for agent in self.workload.agents:
+                base = self.manager.keys.memory_base(agent, "associative", "default")
+                for kind in kinds:
+                    pipe.zcard(f"{base}:bytype:{kind}")
+            pipe.hgetall(self.manager.keys.demo_stats(self.workload.run_id))
+            rows = pipe.execute()
+        counts = {"memory_events": sum(rows[0:-1:2]), "memory_thoughts": sum(rows[1:-1:2])}
+        for k, v in rows[-1].items():
+            counts[k.decode()] = int(v)
+        return counts
+
+    def report(self, wall: float, workers_cpu: float, redis_after: dict[str, float]) -> dict[str, Any]:
         statuses = self.manager.client.get_statuses(self.task_ids)
         by_status: dict[str, int] = {}
         for st in statuses.values():
-            by_status[st["status"]] = by_status.get(st["status"], 0) + 1
+            status = st["status"] if st else "missing"
+            by_status[status] = by_status.get(status, 0) + 1
         timing = summarise_statuses(self.workload, statuses)
         latencies = timing["tick_latencies"]
         steps = len(latencies)
-        stats = {k.decode(): float(v) for k, v in
-                 self.connection.hgetall(self.manager.keys.demo_stats(self.workload.run_id)).items()}
         counters = {k: v - self._baseline.get(k, 0) for k, v in self._counters().items()}
-        cfg = self.config
         slots = self._slot_count()
-        # The best any schedule can do: no shorter than the longest agent's chain, and no
-        # shorter than all the work spread evenly over every slot.
-        work_bound = timing["busy_seconds"] / slots if slots else 0.0
-        ideal = max(timing["critical_path_seconds"], work_bound)
+        oracle = model_oracle(self.workload.specs(), statuses, slots)
+        tasks = len(self.task_ids)
+        commands = redis_after["redis_commands"] - self._baseline["redis_commands"]
+        memory = redis_after["redis_used_memory"] - self._baseline["redis_used_memory"]
         return {
             "run_id": self.workload.run_id,
-            "config": {k: v for k, v in asdict(cfg).items() if k != "worker_env"},
+            "config": {k: v for k, v in asdict(self.config).items() if k != "worker_env"},
             "wall_seconds": round(wall, 3),
-            "tasks": len(self.task_ids),
+            "tasks": tasks,
             "tasks_by_status": by_status,
             "agent_steps": steps,
             "agent_steps_per_second": round(steps / wall, 3) if wall else None,
             "ticks_per_second": round(steps / len(self.workload.agents) / wall, 3) if wall else None,
             "tick_latency_p50_seconds": _round(percentile(latencies, 0.5)),
             "tick_latency_p95_seconds": _round(percentile(latencies, 0.95)),
-            "critical_path_seconds": round(timing["critical_path_seconds"], 3),
-            "work_bound_seconds": round(work_bound, 3),
             "slots": slots,
-            "critical_path_ideal_seconds": round(ideal, 3),
-            "ratio_to_ideal": round(ideal / wall, 3) if wall else None,
-            "lock_waits": int(stats.get("lock_waits", 0)),
-            "lock_wait_seconds": round(stats.get("lock_wait_seconds", 0.0), 3),
-            "actions": int(stats.get("actions", 0)),
+            # The best any schedule could do given the model's own latencies (inputs the
+            # system does not control): see demo/oracle.py.
+            "oracle_seconds": oracle["oracle_seconds"],
+            "oracle_chain_seconds": oracle["chain_seconds"],
+            "oracle_work_seconds": oracle["work_seconds"],
+            "ratio_to_oracle": round(oracle["oracle_seconds"] / wall, 3) if wall else None,
+            "model_seconds": oracle["model_seconds"],
+            "model_calls": oracle["model_calls"],
+            "cpu_ms_per_task": round(workers_cpu * 1000 / tasks, 3) if tasks else None,
+            "redis_commands_per_agent_step": round(commands / steps, 1) if steps else None,
+            "redis_bytes_per_task": round(memory / tasks) if tasks else None,
+            "redis_used_memory_bytes": int(redis_after["redis_used_memory"]),
             **counters,
+            **self._work_done(),
             "llm_in_flight_peak": self.llm_in_flight_peak,
-            "llm_in_flight_mean": round(statistics.fmean(self._llm_samples), 2) if self._llm_samples else 0,
+            "llm_in_flight_mean": round(statistics.fmean(s[1] for s in self.samples), 2) if self.samples else 0,
             "llm": llm_report(self.connection, self.manager.keys, self._llm_before),
         }
 
@@ -232,18 +263,37 @@ class DemoRun:
             return self.config.workers * self.config.concurrency
         return sum(w["slots"] for w in self.manager.module_executor.worker_metrics())
 
+    def _measure_workers_cpu(self) -> float:
+        """CPU the workers spent during the run: for the demo's own workers, their rusage
+        once they have exited, less what they had spent when the run started; for
+        external workers, the difference of their own latest reports."""
+        if self.config.external_workers:
+            time.sleep(2.2)  # workers report every 2 s: wait for a report from after the run
+            after = self._worker_cpu(list(self._workers_cpu_before))
+            return sum(after.get(n, v) - v for n, v in self._workers_cpu_before.items())
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.stop_workers()
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        spent = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        return max(0.0, spent - sum(self._workers_cpu_before.values()))
+
     def run(self, on_progress: Callable[[int, int], None] | None = None,
             on_started: Callable[["DemoRun"], None] | None = None) -> dict[str, Any]:
         try:
             self.setup()
             if not self.config.external_workers:
                 self.start_workers()
-            started = time.monotonic()
+            self._workers_cpu_before = self._worker_cpu(self.worker_names or self._live_workers())
+            self._baseline.update(self._redis_figures())
+            self._started = started = time.monotonic()
             self.submit()
             if on_started:
                 on_started(self)
             self.follow(on_progress)
-            result = self.report(time.monotonic() - started)
+            wall = time.monotonic() - started
+            redis_after = self._redis_figures()
+            workers_cpu = self._measure_workers_cpu()
+            result = self.report(wall, workers_cpu, redis_after)
         except BaseException:  # timed out, interrupted, failed: leave nothing queued behind
             self.cancel_unfinished()
             raise

@@ -102,23 +102,29 @@ class Workload:
 
     # --- the task graph ---------------------------------------------------------------
     def specs(self) -> list[TaskSpec]:
+        """Every task of the run, parents first. The run's id is their group (its
+        progress is one counter read); their return values are not kept: the report
+        reads statuses and times, and nothing reads a tick's result once its
+        dependents have started."""
         specs: list[TaskSpec] = []
         for tick in range(self.ticks):
             for agent in self.agents:
                 ids = {kind: self.task_id(agent, tick, kind) for kind in STEPS}
                 previous = [self.task_id(agent, tick - 1, "act")] if tick else None
                 goal_hint = ["what should I do next"]
+                common = {"group": self.run_id, "keep_result": False}
                 specs += [
                     TaskSpec(module_name("perceive", agent), "run", priority=STEPS["perceive"],
-                             dependencies=previous, task_id=ids["perceive"]),
+                             dependencies=previous, task_id=ids["perceive"], **common),
                     TaskSpec(module_name("plan", agent), "run", priority=STEPS["plan"],
-                             dependencies=[ids["perceive"]], task_id=ids["plan"]),
+                             dependencies=[ids["perceive"]], task_id=ids["plan"], **common),
                     TaskSpec(module_name("recall", agent), "run", kwargs={"focal_points": goal_hint},
-                             priority=STEPS["recall"], dependencies=[ids["perceive"]], task_id=ids["recall"]),
+                             priority=STEPS["recall"], dependencies=[ids["perceive"]], task_id=ids["recall"],
+                             **common),
                     TaskSpec(module_name("act", agent), "run", kwargs={"tick": tick}, priority=STEPS["act"],
-                             dependencies=[ids["plan"]], task_id=ids["act"]),
+                             dependencies=[ids["plan"]], task_id=ids["act"], **common),
                     TaskSpec(module_name("reflect", agent), "run", priority=STEPS["reflect"],
-                             dependencies=[ids["perceive"]], task_id=ids["reflect"]),
+                             dependencies=[ids["perceive"]], task_id=ids["reflect"], **common),
                 ]
         return specs
 
@@ -128,27 +134,13 @@ class Workload:
                 registry.connection.hdel(registry.keys.modules, module_name(kind, agent))
 
 
-def chain_kinds() -> tuple[str, ...]:
-    """The tasks on an agent's critical path within one tick."""
-    return ("perceive", "plan", "act")
-
-
 def summarise_statuses(workload: Workload, statuses: dict[str, dict | None]) -> dict[str, Any]:
-    """Per-agent tick latencies and the critical-path ideal, from the tasks' own times."""
-    latencies, ideal_by_agent = [], {}
+    """Per-agent tick latencies (a tick: its perception's start to its action's end)."""
+    latencies = []
     for agent in workload.agents:
-        chain_total = 0.0
         for tick in range(workload.ticks):
             first = statuses.get(workload.task_id(agent, tick, "perceive")) or {}
             last = statuses.get(workload.task_id(agent, tick, "act")) or {}
             if first.get("started_at") and last.get("ended_at") and last.get("status") == "completed":
                 latencies.append(last["ended_at"] - first["started_at"])
-            for kind in chain_kinds():
-                st = statuses.get(workload.task_id(agent, tick, kind)) or {}
-                if st.get("started_at") and st.get("ended_at"):
-                    chain_total += st["ended_at"] - st["started_at"]
-        ideal_by_agent[agent] = chain_total
-    busy = sum(st["ended_at"] - st["started_at"] for st in statuses.values()
-               if st and st.get("started_at") and st.get("ended_at"))
-    return {"tick_latencies": latencies, "critical_path_seconds": max(ideal_by_agent.values(), default=0.0),
-            "busy_seconds": busy}
+    return {"tick_latencies": latencies}

@@ -24,6 +24,7 @@ from .cache import ResponseCache, cacheable, cached_value, request_digest
 from .endpoint import Endpoint
 from .errors import EndpointError, LLMError, TransientEndpointError
 from .limiter import EndpointLimiter
+from ..core.context import note_model_call
 from .records import CallRecord, notify_listeners
 
 if TYPE_CHECKING:
@@ -216,6 +217,11 @@ class Meter:
                 log.warning("LLM accounting not recorded (%s)", exc)
         else:
             gauge.settle(None)
+        if rec.model_seconds:
+            # The running task's model time (what the demo's oracle is built from): one
+            # span ending now, as long as the model's own time in this call.
+            now = time.monotonic()
+            note_model_call(now - rec.model_seconds, now)
         notify_listeners(rec)
 
 

@@ -18,6 +18,8 @@
   ARGV[10] the RQ worker hash of that worker (rq:worker:<name>), or "": its finished /
            failed counts and working time, which `rq info` shows, are kept here so the
            worker makes no extra round trip per task
+  ARGV[11] milliseconds the run waited on model calls (overlapping calls once), or ""
+  ARGV[12] number of model calls the run made
 
   Returns {final status, released children count} or {"refused", current status}.
 ]]
@@ -27,12 +29,17 @@ local id, worker, attempt = ARGV[2], ARGV[3], ARGV[4]
 local outcome, payload, ttl, exec_ms = ARGV[5], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
 local jk = KEYS[1]
 local f = redis.call('HMGET', jk, 'piano_status', 'worker_name', 'piano_attempts', 'piano_cancel',
-  'piano_retries_left', 'piano_retry_delay', 'origin')
+  'piano_retries_left', 'piano_retry_delay', 'origin', 'piano_keep_result')
+-- A task submitted with keep_result=False keeps its status, times and error, not its value.
+local keep_result = f[8] ~= '0'
 if f[1] ~= 'running' or f[2] ~= worker or f[3] ~= attempt then
   return {'refused', f[1] or 'missing'}
 end
 local ts = now_ms()
 local wm = P .. ':worker:' .. worker .. ':metrics'
+if ARGV[11] and ARGV[11] ~= '' then
+  redis.call('HSET', jk, 'piano_model_ms', ARGV[11], 'piano_model_calls', ARGV[12])
+end
 
 -- RQ's per-worker figures; never recreate the hash of a worker that is already gone.
 local function count_for_rq(succeeded)
@@ -76,7 +83,7 @@ elseif outcome == 'timed_out' then
   redis.call('HINCRBY', wm, 'tasks_timed_out', 1)
 end
 
-if ARGV[9] ~= '' and ttl > 0 then
+if ARGV[9] ~= '' and ttl > 0 and (keep_result or outcome ~= 'completed') then
   local entry, flat = cjson.decode(ARGV[9]), {}
   if outcome == 'cancelled' then
     -- The run's own result is discarded: RQ records the job as stopped, not successful.
@@ -90,7 +97,7 @@ end
 
 local error_text = nil
 if outcome == 'completed' then
-  redis.call('HSET', jk, 'piano_result', payload)
+  if keep_result then redis.call('HSET', jk, 'piano_result', payload) end
 else
   error_text = payload
 end

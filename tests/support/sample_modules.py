@@ -72,3 +72,14 @@ class Spinner(BaseModule):
         while time.monotonic() < deadline:
             x += 1
         return x
+
+
+class Thinker(BaseModule):
+    """Asks a (fake) model two questions at once, as planning does for two goals."""
+
+    def run(self, latency=0.05):
+        from piano_dist.core.fanout import fan_out
+        from piano_dist.llm import FakeLLM
+
+        llm = FakeLLM(median_latency=latency, sigma=0.0)
+        return fan_out(llm.complete, ["first question", "second question"])

@@ -153,7 +153,7 @@ end
 -- Record a terminal outcome on a task that is not running (deferred/queued/running alike).
 local function set_terminal(id, status, error, ts, ttl)
   local jk = job_key(id)
-  local f = redis.call('HMGET', jk, 'origin', 'piano_status', 'piano_module', 'piano_attempts')
+  local f = redis.call('HMGET', jk, 'origin', 'piano_status', 'piano_module', 'piano_attempts', 'group_id')
   local origin, previous, module = f[1], f[2], f[3]
   redis.call('HSET', jk, 'status', RQ_STATUS[status], 'piano_status', status, 'ended_at', iso(ts))
   if error then redis.call('HSET', jk, 'piano_error', error) end
@@ -169,6 +169,13 @@ local function set_terminal(id, status, error, ts, ttl)
     redis.call('ZADD', 'rq:' .. REGISTRY_OF[status] .. ':' .. origin, ts / 1000 + ttl, id)
   end
   redis.call('HINCRBY', STATS, status, 1)
+  if f[5] and f[5] ~= '' then
+    -- The group's counters outlive its records by the TTL (an hour when records are
+    -- not kept at all), so whoever follows the group can still read how it ended.
+    local group = P .. ':group:' .. f[5]
+    redis.call('HINCRBY', group, status, 1)
+    redis.call('EXPIRE', group, ttl > 0 and ttl or 3600)
+  end
   redis.call('DEL', pending_key(id))
   -- A TTL of 0 keeps nothing: the record goes as soon as this script returns (keys do
   -- not expire while a script runs, so the transition's later steps still read them).

@@ -1,0 +1,54 @@
+"""What a finished task records for reports: its model time (overlapping calls once),
+its group's progress in one counter, and no return value when none is wanted."""
+import pytest
+
+from piano_dist import ConcurrentModuleManager, TaskSpec
+from piano_dist.demo.oracle import model_oracle
+from support.sample_modules import Echo, Thinker
+
+
+def test_a_task_records_its_model_time_and_calls(redis_url):
+    with ConcurrentModuleManager(None, max_workers=2) as manager:
+        manager.register_module("thinker", Thinker(None))
+        task = manager.submit_task("thinker", "run", kwargs={"latency": 0.2})
+        status = manager.wait(task, timeout=30)[task]
+    assert status["status"] == "completed" and status["model_calls"] == 2
+    # Two 0.2 s calls at once: the task waited on the model about 0.2 s, not 0.4 s.
+    assert 0.2 <= status["model_seconds"] < 0.39
+
+
+def test_a_group_counts_its_ended_tasks_and_results_can_be_left_unkept(redis_url, redis_client):
+    with ConcurrentModuleManager(None, max_workers=2) as manager:
+        manager.register_module("echo", Echo(None))
+        specs = [TaskSpec("echo", "run", args=(i,), group="g1", keep_result=False) for i in range(3)]
+        specs.append(TaskSpec("echo", "add", args=(1, "x"), group="g1"))
+        ids = manager.submit_many(specs)
+        statuses = manager.wait(ids, timeout=30)
+        assert manager.client.group_progress("g1") == {"completed": 3, "failed": 1}
+    assert all(statuses[i]["status"] == "completed" and statuses[i]["result"] is None for i in ids[:3])
+    assert not any(redis_client.exists(f"rq:results:{i}") for i in ids[:3])
+    assert "TypeError" in statuses[ids[3]]["error"]
+
+
+def test_a_group_name_is_checked_before_anything_is_stored(redis_url, redis_client):
+    with ConcurrentModuleManager(None, max_workers=0) as manager:
+        manager.register_module("echo", Echo(None))
+        before = redis_client.dbsize()
+        with pytest.raises(ValueError, match="group"):
+            manager.submit_many([TaskSpec("echo", group="bad group!")])
+        assert redis_client.dbsize() == before
+
+
+class _Spec:
+    def __init__(self, task_id, dependencies=None):
+        self.task_id, self.dependencies = task_id, dependencies
+
+
+def test_the_oracle_is_the_longer_of_the_model_chain_and_the_model_work_over_the_slots():
+    specs = [_Spec("a"), _Spec("b", ["a"]), _Spec("c", ["a"]), _Spec("d", ["b", "c"])]
+    statuses = {"a": {"model_seconds": 1.0, "model_calls": 1}, "b": {"model_seconds": 2.0, "model_calls": 2},
+                "c": {"model_seconds": 0.5, "model_calls": 1}, "d": {}}
+    chain_bound = model_oracle(specs, statuses, slots=4)
+    assert chain_bound == {"oracle_seconds": 3.0, "chain_seconds": 3.0, "work_seconds": 0.875,
+                           "model_seconds": 3.5, "model_calls": 4}
+    assert model_oracle(specs, statuses, slots=1)["oracle_seconds"] == 3.5  # the work bound
