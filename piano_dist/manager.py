@@ -117,8 +117,15 @@ class ConcurrentModuleManager:
         self._check_open()
         if name in self.modules:
             raise ValueError(f"module {name!r} is already registered with this manager")
-        self.client.registry.register(name, module, config, agent_id=self.agent_id)
+        # The instance goes in first: this manager's slots may claim the module's queued
+        # tasks the moment its registration lands, and must find it here, not try to
+        # build it from the registration.
         self.modules[name] = module
+        try:
+            self.client.registry.register(name, module, config, agent_id=self.agent_id)
+        except BaseException:
+            del self.modules[name]
+            raise
         self.module_configs[name] = dict(config or {})
         self.module_states[name] = ModuleState.IDLE
         self.module_metrics[name] = ModuleMetrics()
