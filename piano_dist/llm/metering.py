@@ -18,13 +18,12 @@ import redis
 from redis.backoff import AbstractBackoff, EqualJitterBackoff
 from redis.retry import Retry
 
-from ..core.context import current_task
+from ..core.context import current_task, note_model_call
 from .accounting import Accounting
 from .cache import ResponseCache, cacheable, cached_value, request_digest
 from .endpoint import Endpoint
 from .errors import EndpointError, LLMError, TransientEndpointError
 from .limiter import EndpointLimiter
-from ..core.context import note_model_call
 from .records import CallRecord, notify_listeners
 
 if TYPE_CHECKING:
