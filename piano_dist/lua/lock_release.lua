@@ -1,11 +1,14 @@
 --[[
   Release one lock and hand the resource to the next waiters in the same step.
   A lock whose lease already lapsed was lost, not released: returns 0.
+  An operator's release (ARGV[2] "fence") also bumps the resource's fencing token, so
+  the holder it was taken from, if still running, has its next fenced write refused.
 
   KEYS[1]  resource base key
   KEYS[2]  lock index
   KEYS[3]  wait-for edges
   ARGV[1]  lock id
+  ARGV[2]  "fence" for an operator's release, else "" (or absent)
 
   Returns 1 (released) | 0 (not held: unknown, already released or lease lapsed)
 ]]
@@ -27,6 +30,7 @@ do
       local writer = base .. ':writer'
       if redis.call('GET', writer) == id then redis.call('DEL', writer) end
       redis.call('HDEL', KEYS[2], id)
+      if ARGV[2] == 'fence' then redis.call('INCR', base .. ':fence') end
       return 1
     end
   end
@@ -39,6 +43,7 @@ local now = now_ms()
 purge(k, KEYS[2], KEYS[3], now)
 local held = redis.call('ZSCORE', k.holders, ARGV[1])
 if held then drop_lock(k, KEYS[2], ARGV[1]) else redis.call('HDEL', KEYS[2], ARGV[1]) end
+if held and ARGV[2] == 'fence' then redis.call('INCR', k.fence) end
 promote(k, KEYS[2], KEYS[3], now)
 nudge_watchers(k)
 if held then return 1 end

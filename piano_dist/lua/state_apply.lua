@@ -249,6 +249,16 @@ if MODE == 'batch' then
         return nil
       end
     end
+    -- Compare-and-set against the version now, not the group's version read before
+    -- any of it applied: two merges expecting one version must not both apply.
+    if c.expected then
+      local current = path_version(c.path)
+      if c.expected ~= current then
+        finish(c, 'rejected', 'version_conflict: expected version ' .. c.expected .. ' of ' .. c.path
+          .. ', found ' .. current)
+        return nil
+      end
+    end
     local old, new = perform(DATA, c, merging)
     if not old then finish(c, 'rejected', new); return nil end
     local v = record(c, old, new)

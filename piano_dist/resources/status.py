@@ -81,9 +81,12 @@ def all_resource_status(connection: redis.Redis, keys: Keys) -> list[dict]:
 
 
 def release_lock(connection: redis.Redis, keys: Keys, lock_id: str, scripts: ScriptSet | None = None) -> bool:
-    """Release a lock by id from any process (operators). False if it is not held."""
+    """Release a lock by id from any process (operators). False if it is not held.
+
+    The resource's fencing token is bumped with it: the holder the lock was taken from
+    may still be running, and its next fenced write must be refused."""
     base = connection.hget(keys.lock_index, lock_id)
     if base is None:
         return False
     scripts = scripts or ScriptSet(connection)
-    return bool(scripts.lock_release(keys=[_s(base), keys.lock_index, keys.lock_waitfor], args=[lock_id]))
+    return bool(scripts.lock_release(keys=[_s(base), keys.lock_index, keys.lock_waitfor], args=[lock_id, "fence"]))
