@@ -3,7 +3,9 @@
 piano-dist's own keys start with the deployment prefix (``PIANO_PREFIX``, default
 ``piano``) so two deployments can share one Redis. Tasks are RQ jobs, so their hashes,
 queues and registries keep RQ's names (``rq:job:<id>``, ``rq:queue:<name>``, …); the
-queue *names* carry the prefix, which keeps deployments apart there too.
+queue *names* carry the prefix, which keeps deployments apart there too. Task ids are
+therefore one namespace per Redis: a task belongs to the deployment whose queue is its
+``origin``, and every entry point treats another deployment's task as unknown.
 Keys that belong to one agent carry a ``{agent}`` hash tag so that an agent's scripts
 touch a single cluster slot.
 """

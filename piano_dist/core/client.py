@@ -32,7 +32,7 @@ _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 _STATUS_FIELDS = ("piano_status", "piano_module", "piano_method", "piano_priority", "created_at",
                   "started_at", "ended_at", "worker_name", "piano_result", "piano_error",
                   "piano_attempts", "piano_wait_reason", "piano_timeout", "piano_agent",
-                  "piano_cancel", "piano_last_loss", "piano_model_ms", "piano_model_calls")
+                  "piano_cancel", "piano_last_loss", "piano_model_ms", "piano_model_calls", "origin")
 
 
 @dataclass
@@ -386,26 +386,27 @@ class TaskClient:
         known = [p for t in prepared for p in t.parents if p not in position]
         distinct = list(dict.fromkeys(known))
         rq_job = self.keys.rq_job
-        # One EXISTS counts many keys: the ids must count 0, the outside parents all of theirs.
+        # One EXISTS counts many keys: the ids must count 0 (ids are one namespace per
+        # Redis). Outside parents must exist and be this deployment's (their queue).
+        own_queues = {q.encode() for q in self.queue_names}
         with self.connection.pipeline(transaction=False) as pipe:
             for start in range(0, len(ids), _EXISTS_CHUNK):
                 pipe.exists(*[rq_job(tid) for tid in ids[start:start + _EXISTS_CHUNK]])
-            for start in range(0, len(distinct), _EXISTS_CHUNK):
-                pipe.exists(*[rq_job(p) for p in distinct[start:start + _EXISTS_CHUNK]])
-            counts = pipe.execute()
+            for p in distinct:
+                pipe.hget(rq_job(p), "origin")
+            replies = pipe.execute()
         id_chunks = -(-len(ids) // _EXISTS_CHUNK)
-        if any(counts[:id_chunks]) or sum(counts[id_chunks:]) < len(distinct):
+        counts, origins = replies[:id_chunks], dict(zip(distinct, replies[id_chunks:]))
+        if any(counts) or any(origins[p] not in own_queues for p in distinct):
             # Name the first offender, as a key-by-key check would.
             with self.connection.pipeline(transaction=False) as pipe:
                 for tid in ids:
                     pipe.exists(rq_job(tid))
-                for p in known:
-                    pipe.exists(rq_job(p))
                 found = pipe.execute()
             clash = [tid for tid, ok in zip(ids, found) if ok]
             if clash:
                 raise SecurityError(f"task id {clash[0]} already exists; nothing submitted")
-            missing = [p for p, ok in zip(known, found[len(ids):]) if not ok]
+            missing = [p for p in known if origins[p] not in own_queues]
             if missing:
                 raise UnknownTaskError(f"dependency {missing[0]} is not a known task; nothing submitted")
         for t in prepared:
@@ -427,21 +428,24 @@ class TaskClient:
 
     # --- inspection ---------------------------------------------------------------
     def get_status(self, task_id: str) -> dict | None:
+        """The task's status, or None for an unknown id or another deployment's task
+        (task hashes are RQ's, unprefixed: a task is ours when its queue is)."""
         if not isinstance(task_id, str):
             return None
-        return self._status_from(task_id, self.connection.hmget(self.keys.rq_job(task_id), _STATUS_FIELDS))
+        return self._status_from(task_id, self.connection.hmget(self.keys.rq_job(task_id), _STATUS_FIELDS),
+                                 self.queue_names)
 
     def get_statuses(self, task_ids: list[str]) -> dict[str, dict | None]:
         with self.connection.pipeline(transaction=False) as pipe:
             for task_id in task_ids:
                 pipe.hmget(self.keys.rq_job(task_id), _STATUS_FIELDS)
             rows = pipe.execute()
-        return {tid: self._status_from(tid, row) for tid, row in zip(task_ids, rows)}
+        return {tid: self._status_from(tid, row, self.queue_names) for tid, row in zip(task_ids, rows)}
 
     @staticmethod
-    def _status_from(task_id: str, row: list) -> dict | None:
+    def _status_from(task_id: str, row: list, own_queues: list[str]) -> dict | None:
         values = dict(zip(_STATUS_FIELDS, row))
-        if values["piano_status"] is None:
+        if values["piano_status"] is None or (values["origin"] or b"").decode() not in own_queues:
             return None
         text = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in values.items()}
         priority = int(text["piano_priority"] or Priority.NORMAL)

@@ -9,14 +9,15 @@
   ARGV[3]  result TTL seconds
   ARGV[4]  reason text
 
-  Returns "cancelled", "cancelling" (running: flag set), or "" (unknown or finished).
+  Returns "cancelled", "cancelling" (running: flag set), or "" (unknown, another
+  deployment's, or finished).
 ]]
 --!include task_common
 
 local id, ttl, reason = ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local f = redis.call('HMGET', KEYS[1], 'piano_status', 'origin', 'piano_module', 'piano_priority')
 local status = f[1]
-if not status or TERMINAL[status] then return '' end
+if not status or TERMINAL[status] or not owned(f[2]) then return '' end
 if status == 'running' then
   redis.call('HSET', KEYS[1], 'piano_cancel', '1')
   publish('cancel_requested', id, {module = f[3]})

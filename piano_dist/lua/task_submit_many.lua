@@ -71,9 +71,9 @@ local function submit(t)
   -- Classify every parent before writing anything.
   local unfinished, failed_parent, failed_status, failed_reason = {}, nil, nil, nil
   for _, pid in ipairs(parents) do
-    local f = redis.call('HMGET', job_key(pid), 'piano_status', 'piano_error')
+    local f = redis.call('HMGET', job_key(pid), 'piano_status', 'piano_error', 'origin')
     local st = f[1]
-    if not st then return 'UNKNOWN_DEPENDENCY ' .. pid end
+    if not st or not owned(f[3]) then return 'UNKNOWN_DEPENDENCY ' .. pid end
     if not TERMINAL[st] then
       unfinished[#unfinished + 1] = pid
     elseif st ~= 'completed' and not tolerated[pid] and not failed_parent then

@@ -31,6 +31,15 @@ local REGISTRY_OF = {
   cancelled = 'canceled',
 }
 
+-- A task is this deployment's when its queue (origin) is one of the prefix's,
+-- "<P>.<level>" (levels have no dots). Task hashes are RQ's, unprefixed, so task ids
+-- are one namespace per Redis, and another deployment's task must be left alone.
+local function owned(origin)
+  if not origin then return false end
+  local head = P .. '.'
+  return string.sub(origin, 1, #head) == head and not string.find(origin, '.', #head + 1, true)
+end
+
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
