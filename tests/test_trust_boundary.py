@@ -73,6 +73,10 @@ def test_worker_never_imports_a_module_outside_its_allowed_paths(redis_url, redi
         workers.append(trusting)
         assert manager.get_result(canary, timeout=20) == "canary ran"
         assert manager.get_task_status(canary)["worker"] == "trusting"
+        # The new worker may try the other parked task too (it has not failed to load it
+        # yet): it sets it aside again.
+        wait_until(lambda: "trusting" in manager.get_task_status(popen).get("waiting_because", ""), timeout=20,
+                   message="the trusting worker to refuse subprocess:Popen too")
         assert manager.get_task_status(popen)["status"] == "queued"
     finally:
         for w in workers:
