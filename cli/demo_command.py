@@ -8,6 +8,7 @@ otherwise a line every few seconds (logs and CI keep readable lines, not a bare 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import time
@@ -35,6 +36,22 @@ class LineProgress:
             click.echo(f"demo: {done}/{total} tasks ended ({percent}%) after {now - self.started:.1f} s", err=True)
 
 
+def _check_writable_file(option: str, path: str) -> None:
+    """Refuse a file the run could not write before the run, not after it."""
+    if not path or os.path.isdir(path):
+        fail(f"{option}: {path!r} is not a file name", USAGE_STATUS)
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        fail(f"{option}: directory {parent} does not exist", USAGE_STATUS)
+    if not os.access(parent, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        fail(f"{option}: cannot write {path}", USAGE_STATUS)
+
+
+def _note_partial_timeline(run) -> None:
+    if run.timeline_written:
+        click.echo(f"timeline of the run so far written to {run.config.timeline_path}", err=True)
+
+
 def _terminate_as_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -52,24 +69,29 @@ def _terminate_as_interrupt(signum, frame) -> None:
 @click.option("--external-workers", is_flag=True, help="Use workers already running against this Redis.")
 @click.option("--report", "report_path", default="piano-demo-report.json", show_default=True,
               help="Where to write the JSON report ('' for none).")
+@click.option("--timeline", "timeline_path", metavar="FILE.html", default=None,
+              help="Also write the run as a self-contained HTML page: each agent's (or worker slot's) tasks "
+                   "on a time axis, slots busy and model calls in flight.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=900.0, show_default=True,
               help="Seconds before the run gives up (its unfinished tasks are cancelled).")
 @click.option("--progress-interval", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
               help="Seconds between progress lines when stderr is not a terminal.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
 @click.pass_context
-def demo(ctx, agents, ticks, workers, concurrency, seed, llm_latency, external_workers, report_path, timeout,
-         progress_interval, as_json) -> None:
+def demo(ctx, agents, ticks, workers, concurrency, seed, llm_latency, external_workers, report_path, timeline_path,
+         timeout, progress_interval, as_json) -> None:
     """Run N agents for T ticks: perception → planning → action per tick, retrieval
     alongside, reflection in the background, each agent at its own pace."""
     from piano_dist.demo import DemoConfig, DemoRun
     from piano_dist.demo.table import render
 
+    if timeline_path is not None:
+        _check_writable_file("--timeline", timeline_path)
     url = redis_url()
     check_reachable(url)
     config = DemoConfig(agents=agents, ticks=ticks, workers=workers, concurrency=concurrency, seed=seed,
                         llm_latency=llm_latency, external_workers=external_workers, timeout=timeout,
-                        report_path=report_path or None)
+                        report_path=report_path or None, timeline_path=timeline_path)
     run = DemoRun(config, redis_url=url)
     click.echo(f"piano-dist demo: {agents} agents × {ticks} ticks, "
                + ("external workers" if external_workers else f"{workers} workers × {concurrency} slots"),
@@ -98,13 +120,17 @@ def demo(ctx, agents, ticks, workers, concurrency, seed, llm_latency, external_w
         else:
             report = run.run(on_progress=LineProgress(progress_interval))
     except TimeoutError as exc:
+        _note_partial_timeline(run)
         fail(f"{exc}; its unfinished tasks were cancelled", USAGE_STATUS)
     except KeyboardInterrupt:
+        _note_partial_timeline(run)
         fail("interrupted; the demo's unfinished tasks were cancelled", INTERRUPTED_STATUS)
     finally:
         signal.signal(signal.SIGTERM, previous)
     click.echo(json.dumps(report, indent=2, sort_keys=True) if as_json else render(report))
     if report_path:
         click.echo(f"report written to {report_path}", err=True)
+    if timeline_path:
+        click.echo(f"timeline written to {timeline_path}", err=True)
     if report["tasks_by_status"].get("completed", 0) != report["tasks"]:
         sys.exit(1)

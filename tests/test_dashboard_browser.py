@@ -9,12 +9,9 @@ without having looked at the page.
 """
 from __future__ import annotations
 
-import os
-import shutil
-import struct
 import subprocess
 
-import pytest
+from support.browser import browser, keep_screenshot, png_size  # noqa: F401 (browser: a fixture)
 from support.cli import piano_dist_path
 from support.foundation import wait_for_workers
 from support.sample_modules import Echo, Sleeper
@@ -24,37 +21,7 @@ from support.workers import WorkerProcess, worker_env
 from piano_dist import ConcurrentModuleManager
 from piano_dist.embedded import free_port
 
-CHROMIUM = os.environ.get("PIANO_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ORDER = ["piano.critical", "piano.high", "piano.normal", "piano.low", "piano.background"]
-
-
-def _png_size(path) -> tuple[int, int]:
-    data = open(path, "rb").read(32)
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
-    return struct.unpack(">II", data[16:24])
-
-
-def _keep(path) -> None:
-    keep = os.environ.get("PIANO_SCREENSHOT_DIR")
-    if keep:
-        os.makedirs(keep, exist_ok=True)
-        shutil.copy(path, keep)
-
-
-@pytest.fixture
-def browser():
-    assert os.path.exists(CHROMIUM), (f"no Chromium at {CHROMIUM}: apt-get install chromium "
-                                      f"(.ci/run installs it), or set PIANO_CHROMIUM")
-    from playwright.sync_api import sync_playwright  # the test extra; an ImportError fails the test
-
-    with sync_playwright() as p:
-        # Playwright cannot download its own browsers here: use the system's.
-        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                     args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def test_dashboard_in_chromium_shows_queue_order_and_worker_slots(browser, redis_url, redis_client, tmp_path):
@@ -91,9 +58,9 @@ def test_dashboard_in_chromium_shows_queue_order_and_worker_slots(browser, redis
         assert [n for n in names if n.startswith("piano.")] == ORDER, names
         shot = tmp_path / "piano-dashboard-queues.png"
         page.screenshot(path=str(shot), full_page=True)
-        width, height = _png_size(shot)
+        width, height = png_size(shot)
         assert width >= 1000 and height >= 300, (width, height)
-        _keep(shot)
+        keep_screenshot(shot)
 
         page.goto(base + "/0/view/workers")
         row = page.locator('tr[data-worker="browser-worker"]')
@@ -106,11 +73,11 @@ def test_dashboard_in_chromium_shows_queue_order_and_worker_slots(browser, redis
         assert row.locator("td[data-role=running]").inner_text().count("sleeper.until_cancelled") == 2
         shot = tmp_path / "piano-dashboard-workers.png"
         row.screenshot(path=str(shot))
-        width, height = _png_size(shot)
+        width, height = png_size(shot)
         assert width >= 300 and height >= 20, (width, height)
-        _keep(shot)
+        keep_screenshot(shot)
         page.screenshot(path=str(tmp_path / "piano-dashboard-workers-page.png"), full_page=True)
-        _keep(tmp_path / "piano-dashboard-workers-page.png")
+        keep_screenshot(tmp_path / "piano-dashboard-workers-page.png")
         for t in busy:
             manager.cancel_task(t)
     finally:

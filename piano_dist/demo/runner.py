@@ -19,6 +19,7 @@ from ..llm.report import llm_report, llm_snapshot
 from ..manager import ConcurrentModuleManager
 from ..state.store import StateStore
 from .oracle import model_oracle
+from .timeline import timeline_data, write_timeline
 from .workload import Workload, agent_ids, summarise_statuses
 
 # Statuses a task ends in (TaskStatus.is_terminal), as the group counters name them.
@@ -76,6 +77,9 @@ class DemoRun:
         self._baseline: dict[str, float] = {}
         self._workers_cpu_before: dict[str, float] = {}
         self._started = 0.0
+        self._started_epoch = 0.0  # the wall clock at _started: task times are epoch seconds
+        self.statuses: dict[str, dict | None] = {}
+        self.timeline_written = False
         self._llm_before: dict[str, float] = {}
 
     # --- workers -------------------------------------------------------------------
@@ -213,7 +217,7 @@ class DemoRun:
         return counts
 
     def report(self, wall: float, workers_cpu: float, redis_after: dict[str, float]) -> dict[str, Any]:
-        statuses = self.manager.client.get_statuses(self.task_ids)
+        self.statuses = statuses = self.manager.client.get_statuses(self.task_ids)
         by_status: dict[str, int] = {}
         for st in statuses.values():
             status = st["status"] if st else "missing"
@@ -285,7 +289,8 @@ class DemoRun:
                 self.start_workers()
             self._workers_cpu_before = self._worker_cpu(self.worker_names or self._live_workers())
             self._baseline.update(self._redis_figures())
-            self._started = started = time.monotonic()
+            self._started_epoch, self._started = time.time(), time.monotonic()
+            started = self._started
             self.submit()
             if on_started:
                 on_started(self)
@@ -296,6 +301,7 @@ class DemoRun:
             result = self.report(wall, workers_cpu, redis_after)
         except BaseException:  # timed out, interrupted, failed: leave nothing queued behind
             self.cancel_unfinished()
+            self._write_timeline_of_unfinished_run()
             raise
         finally:
             if not self.config.external_workers:
@@ -305,7 +311,45 @@ class DemoRun:
         if self.config.report_path:
             with open(self.config.report_path, "w") as fh:
                 json.dump(result, fh, indent=2, sort_keys=True)
+        if self.config.timeline_path:
+            self.write_timeline(result["wall_seconds"], result)
         return result
+
+    # --- the timeline page ---------------------------------------------------------------
+    def write_timeline(self, wall: float, report: dict[str, Any] | None = None) -> int:
+        """The run as a self-contained HTML page (demo/timeline.py) at config.timeline_path."""
+        data = timeline_data(self.workload, self.statuses, started_at=self._started_epoch, wall_seconds=wall,
+                             samples=self.samples, slots=report["slots"] if report else self._slot_count(),
+                             summary=timeline_summary(self.config, wall, report))
+        size = write_timeline(self.config.timeline_path, data)
+        self.timeline_written = True
+        return size
+
+    def _write_timeline_of_unfinished_run(self) -> None:
+        """A run cut short still gets its picture (what ran, what never started), if Redis answers."""
+        if not (self.config.timeline_path and self._started and self.task_ids):
+            return
+        try:
+            self.statuses = self.manager.client.get_statuses(self.task_ids)
+            self.write_timeline(time.monotonic() - self._started)
+        except Exception:  # noqa: BLE001 - the run's own error is the one to report
+            pass
+
+
+def timeline_summary(config: DemoConfig, wall: float, report: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The figures shown above the timeline (a run cut short has no report)."""
+    workers = "" if config.external_workers else \
+        f"{config.workers} worker{'s' * (config.workers != 1)} × {config.concurrency} slots"
+    if not report:
+        return [("agents × ticks", f"{config.agents} × {config.ticks}"), ("workers", workers or "external"),
+                ("run", f"cut short after {wall:.2f} s (timed out or interrupted): its unfinished tasks were cancelled")]
+    return [("agents × ticks", f"{config.agents} × {config.ticks}"),
+            ("slots", f"{report['slots']}" + (f" ({workers})" if workers else "")),
+            ("wall", f"{report['wall_seconds']:.2f} s"),
+            ("agent-steps/s", f"{report['agent_steps_per_second']}"),
+            ("model oracle", f"{report['oracle_seconds']:.2f} s (ratio {report['ratio_to_oracle']})"),
+            ("tasks", ", ".join(f"{k} {v}" for k, v in sorted(report["tasks_by_status"].items()))),
+            ("model calls in flight, peak", f"{report['llm_in_flight_peak']}")]
 
 
 def _round(value: float | None) -> float | None:
