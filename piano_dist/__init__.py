@@ -1,6 +1,7 @@
 """piano-dist: generative-agent cognitive modules as concurrent tasks on RQ workers."""
 from .core.client import TaskSpec
 from .core.context import TaskContext, current_task
+from .core.runtime import run_module_task  # noqa: F401  (the callable RQ records for every task)
 from .core.types import (ExecutorMetrics, ModuleMetrics, ModuleState, ModuleTask, Priority,
                          TaskStatus)
 from .errors import (DeadlockError, DependencyCycleError, EmbeddedRedisError, LockTimeoutError,

@@ -120,6 +120,10 @@ class EmbeddedRedis:
             "--pidfile", str(self.pid_file),
             "--logfile", str(self.home / "redis.log"),
             "--save", "",
+            # A task record is one hash of ~30 short fields; Redis keeps a hash compact
+            # (one listpack) only while every value fits this bound (64 bytes by default).
+            # Also recommended for a production Redis (README, Performance).
+            "--hash-max-ziplist-value", "256",
         ]
         try:
             subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=30)

@@ -168,3 +168,16 @@ def test_the_reflection_trigger_is_one_read_however_long_the_agent_has_lived(red
     after = {k: v["calls"] for k, v in redis_client.info("commandstats").items()}
     spent = {k: after[k] - before.get(k, 0) for k in after if k != "cmdstat_info" and after[k] != before.get(k, 0)}
     assert spent == {"cmdstat_mget": 1}
+
+
+def test_planning_writes_the_goals_only_when_they_change(redis_client):
+    planner = ConcurrentPlanningModule(None, max_concurrent_goals=1, agent_id="carl", llm=FakeLLM(median_latency=0),
+                                       connection=redis_client)
+    planner.add_goal("bake bread")
+    planner.run()  # the goal becomes "planned": goals, plan and decision written
+    coordinator = planner.state.coordinator
+    before = coordinator.get_version("goals")
+    planner.run()  # nothing about the goals changed: only the plan and the decision
+    assert coordinator.get_version("goals") == before
+    assert coordinator.get_version("current_plan") > before
+    planner.shutdown()

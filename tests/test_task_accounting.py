@@ -52,3 +52,41 @@ def test_the_oracle_is_the_longer_of_the_model_chain_and_the_model_work_over_the
     assert chain_bound == {"oracle_seconds": 3.0, "chain_seconds": 3.0, "work_seconds": 0.875,
                            "model_seconds": 3.5, "model_calls": 4}
     assert model_oracle(specs, statuses, slots=1)["oracle_seconds"] == 3.5  # the work bound
+
+
+def test_a_finished_task_keeps_its_outcome_not_its_waiting_fields(redis_url, redis_client):
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    with ConcurrentModuleManager(None, max_workers=1) as manager:
+        manager.register_module("echo", Echo(None))
+        parent = manager.submit_task("echo", "run", args=(1,))
+        child = manager.submit_task("echo", "run", args=(2,), dependencies={parent})
+        manager.wait([parent, child], timeout=30)
+    record = {k.decode() for k in redis_client.hkeys(f"rq:job:{parent}")}
+    assert not record & {"piano_payload", "piano_enq_ms", "piano_retries_left", "piano_retry_delay",
+                         "piano_max_attempts", "last_heartbeat", "meta", "success_callback_name"}
+    assert {"piano_status", "started_at", "ended_at", "worker_name", "data"} <= record
+    # The parent's set of children is gone once they are settled.
+    assert not redis_client.exists(manager.keys.task_children(parent))
+    # RQ still reads the task (its data stored raw when shorter than compressed).
+    job = Job.fetch(child, connection=redis_client, serializer=JSONSerializer)
+    assert job.func_name == "piano_dist.run_module_task" and job.args == ["echo", "run", 2]
+
+
+def test_a_worker_takes_the_gil_back_sooner(monkeypatch):
+    import sys
+
+    from piano_dist.workers.piano_worker import set_switch_interval
+
+    before = sys.getswitchinterval()
+    try:
+        monkeypatch.delenv("PIANO_SWITCH_INTERVAL", raising=False)
+        assert set_switch_interval() == 0.001 == pytest.approx(sys.getswitchinterval())
+        monkeypatch.setenv("PIANO_SWITCH_INTERVAL", "0.0005")
+        assert set_switch_interval() == 0.0005
+        monkeypatch.setenv("PIANO_SWITCH_INTERVAL", "fast")
+        with pytest.raises(ValueError, match="PIANO_SWITCH_INTERVAL"):
+            set_switch_interval()
+    finally:
+        sys.setswitchinterval(before)

@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import socket
+import sys
 import uuid
 from typing import Any
 
@@ -72,6 +73,25 @@ def warn_if_not_configured_redis(connection: Any) -> None:
         log.warning("this worker uses the Redis it was given (%s), not the configured %s: with rq worker, "
                     "pass --url \"$(piano-dist redis url)\"", connection_url(connection),
                     re.sub(r"://[^@/]*@", "://***@", url))
+
+
+DEFAULT_SWITCH_INTERVAL = 0.001
+
+
+def set_switch_interval() -> float:
+    """A worker's threads mostly wait on Redis and the model, and each wake-up must win the
+    GIL back from whichever thread holds it, which gives it up only every switch interval
+    (5 ms by default): with many slots every round trip and hand-off would wait that
+    long. Workers use 1 ms (``PIANO_SWITCH_INTERVAL`` sets it, in seconds)."""
+    raw = os.environ.get("PIANO_SWITCH_INTERVAL")
+    try:
+        interval = float(raw) if raw else DEFAULT_SWITCH_INTERVAL
+        if not 0 < interval <= 1:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"PIANO_SWITCH_INTERVAL must be seconds in (0, 1], not {raw!r}") from None
+    sys.setswitchinterval(interval)
+    return interval
 
 
 class PianoWorker(BaseWorker):
@@ -190,6 +210,7 @@ class PianoWorker(BaseWorker):
                           log_format or DEFAULT_LOGGING_FORMAT, name="piano_dist")
         self.engine.outcome_hooks.append(TaskLog(self.name))
         self._install_signal_handlers()
+        set_switch_interval()
         self.engine.tick_hooks.append(self._heartbeat_tick)
         self.set_state(WorkerStatus.IDLE)
         log.info("worker %s: %d slots on %s", self.name, self.concurrency, ", ".join(self.queue_names()))

@@ -79,7 +79,7 @@ class PreparedTask:
     task_id: str
     queue_name: str
     profile: tuple  # origin, priority, module, then field, value, …
-    payload: tuple  # piano_payload, RQ's data (zlib-compressed JSON [func, None, args, kwargs])
+    payload: tuple  # piano_payload, RQ's data (JSON [func, None, args, kwargs], zlib-compressed if shorter)
     record: list  # id, created_at, then (by _submit_args) profile and payload numbers, parents, tolerated, fields
     parents: list = field(default_factory=list)
     tolerated: list = field(default_factory=list)
@@ -224,8 +224,6 @@ class TaskClient:
                 self.keys.queue_name(priority.level), str(int(priority)), module,
                 "origin", self.keys.queue_name(priority.level),
                 "description", f"{module}.{method}",
-                "meta", json.dumps({"module": module, "method": method, "priority": priority.name.lower(),
-                                    "agent": agent}),
                 "piano_module", module,
                 "piano_method", method,
                 "piano_priority", str(int(priority)),
@@ -245,9 +243,13 @@ class TaskClient:
         payload_key = (module, method, args_json, kwargs_json)
         payload = cache.payloads.get(payload_key)
         if payload is None:
-            data = (f"[{_FUNC_JSON}, null, [{json.dumps(module)}, {json.dumps(method)}"
-                    f"{', ' + args_json[1:-1] if args else ''}], {kwargs_json}]")
-            payload = cache.payloads[payload_key] = (f"[{args_json}, {kwargs_json}]", zlib.compress(data.encode()))
+            data = (f"[{_FUNC_JSON},null,[{json.dumps(module)},{json.dumps(method)}"
+                    f"{',' + args_json[1:-1] if args else ''}],{kwargs_json}]").encode()
+            # RQ reads data zlib-compressed or, failing that, as it is: small tasks' data is
+            # shorter raw, and short values keep the record in Redis' compact encoding.
+            packed = zlib.compress(data)
+            payload = cache.payloads[payload_key] = (f"[{args_json},{kwargs_json}]",
+                                                     packed if len(packed) < len(data) else data)
         record = [task_id, _utc_stamp()]
         if spec.group:
             record += ("group_id", spec.group)
@@ -268,10 +270,10 @@ class TaskClient:
         return self.connection.get_encoder().encode(value).decode("utf-8", "surrogateescape")
 
     def _constant_fields(self) -> list:
-        """The hash fields of every task: RQ 3's to_dict gives these for all of piano's jobs."""
-        return ["success_callback_name", "", "failure_callback_name", "", "stopped_callback_name", "",
-                "started_at", "", "ended_at", "", "last_heartbeat", "", "worker_name", "", "group_id", "",
-                "result_ttl", str(self.timing.result_ttl), "piano_attempts", "0"]
+        """The hash fields every task starts with. RQ's to_dict also writes empty callback,
+        time and worker fields; RQ reads a missing one as empty, so they are left out (a
+        record of short values only stays in Redis' compact encoding)."""
+        return ["result_ttl", str(self.timing.result_ttl), "piano_attempts", "0"]
 
     @staticmethod
     def _check_ids(ids: Any, what: str) -> list[str]:

@@ -13,4 +13,6 @@ def run_module_task(module_name: str, method_name: str, *args, **kwargs):
     )
 
 
-FUNC_NAME = f"{__name__}.run_module_task"
+# Recorded as `piano_dist.run_module_task` (an alias the package exports): every task's
+# RQ data carries it, and a short name keeps small tasks' records compact.
+FUNC_NAME = "piano_dist.run_module_task"

@@ -79,8 +79,11 @@ class Workload:
         config (agent_id, world, llm) differs per agent."""
         connection = registry.connection
         prototypes = {
+            # Its sensors do not call the model here: recomputing them costs less than the
+            # cache's round trip and memory (the cache pays when describe_with_llm is on).
             "perceive": ParallelPerceptionModule(None, agent_id=self.agents[0], world=self.world_name,
-                                                 store_percepts=True, connection=connection, prefix=prefix),
+                                                 store_percepts=True, enable_caching=False,
+                                                 connection=connection, prefix=prefix),
             "plan": ConcurrentPlanningModule(None, max_concurrent_goals=2, agent_id=self.agents[0], llm="auto",
                                              connection=connection, prefix=prefix),
             "act": AgentActionModule(None, agent_id=self.agents[0], world=self.world_name, seed=self.seed,

@@ -29,7 +29,6 @@ import redis
 from ..core.fanout import fan_out
 from ..keys import Keys
 from ..modules.base import BaseModule
-from ..memory import scoring
 from .perception_cache import PerceptionCache
 from .plumbing import (associative_memory, llm_tag, resolve_agent_id, resolve_connection,
                        resolve_environment, resolve_llm)
@@ -206,9 +205,10 @@ class ParallelPerceptionModule(BaseModule):
         def rate(event: dict) -> tuple:
             description = event["description"]
             embedding = (description, self.llm.embed(description)) if self.llm is not None else None
+            # Keywords as generative agents' perceive takes them: the event's subject and object.
+            keywords = list(dict.fromkeys(k for k in (event["subject"], event["object"]) if k))
             return ("event", datetime.now(), None, event["subject"], event["predicate"], event["object"],
-                    description, sorted(scoring.tokens(description))[:10], self._poignancy(event), embedding,
-                    None)
+                    description, keywords, self._poignancy(event), embedding, None)
 
         memory.add_many(fan_out(rate, new) if self.llm is not None else [rate(e) for e in new])
         return len(new)

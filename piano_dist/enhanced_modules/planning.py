@@ -94,7 +94,12 @@ class ConcurrentPlanningModule(BaseModule):
                      for g in goals]
         plan = {"goal_id": chosen["id"], "goal": chosen["description"], "steps": steps, "step": 0,
                 "plans": plans, "decided_by": self.module_id, "decided_at": datetime.now().isoformat()}
-        version = self.state.write({self.GOALS: new_goals, self.PLAN: plan, self.DECISION: decision})
+        # Goals are written only when a status changed: an unchanged list would only log
+        # its old and new copies (the plan and the decision change every run).
+        changes = {self.PLAN: plan, self.DECISION: decision}
+        if new_goals != goals:
+            changes = {self.GOALS: new_goals, **changes}
+        version = self.state.write(changes)
         return {"agent_id": self.agent_id, "decision": decision, "goal": chosen["description"],
                 "plans": plans, "state_version": version}
 

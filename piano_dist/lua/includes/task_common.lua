@@ -166,6 +166,10 @@ local function set_terminal(id, status, error, ts, ttl)
   local origin, previous, module = f[1], f[2], f[3]
   redis.call('HSET', jk, 'status', RQ_STATUS[status], 'piano_status', status, 'ended_at', iso(ts))
   if error then redis.call('HSET', jk, 'piano_error', error) end
+  -- What only a waiting or running task needs goes: the record kept for the result TTL
+  -- is its outcome (a long simulation keeps millions of them).
+  redis.call('HDEL', jk, 'piano_payload', 'piano_enq_ms', 'piano_retries_left', 'piano_retry_delay',
+    'piano_max_attempts', 'piano_keep_result', 'last_heartbeat')
   if previous == 'queued' or previous == 'deferred' then redis.call('HINCRBY', STATS, 'backlog', -1) end
   if previous == 'running' then
     sched_unclaim(id)
@@ -190,7 +194,6 @@ local function set_terminal(id, status, error, ts, ttl)
   -- not expire while a script runs, so the transition's later steps still read them).
   local keep_ms = ttl > 0 and ttl * 1000 or 1
   redis.call('PEXPIRE', jk, keep_ms)
-  redis.call('PEXPIRE', children_key(id), keep_ms)
   publish('finished', id, {status = status, module = module, error = error})
 end
 
@@ -211,7 +214,11 @@ local function settle_children(parent_id, status, reason, ts, ttl)
   while #frontier > 0 do
     local node = table.remove(frontier, 1)
     local pid, pstatus, preason = node[1], node[2], node[3]
-    for _, cid in ipairs(redis.call('SMEMBERS', children_key(pid))) do
+    local children = redis.call('SMEMBERS', children_key(pid))
+    -- Settled once: a task that has ended gains no children (a later submit finds it
+    -- ended and is met or failed at once), so its set has served its purpose.
+    redis.call('DEL', children_key(pid))
+    for _, cid in ipairs(children) do
       local cstatus = redis.call('HGET', job_key(cid), 'piano_status')
       if cstatus == 'deferred' then
         if pstatus == 'completed' or allows_failure(cid, pid) then
