@@ -174,7 +174,8 @@ class Keys:
         return f"{self.resource_base(resource_id)}:fence"
 
     def resource_part(self, resource_id: str, part: str) -> str:
-        """holders, locks, writer, queue, waiters, wlease, seq, watchers."""
+        """holders, locks, writer, queue, waiters, wlease, seq, watch:read, watch:write
+        (see lua/includes/lock_lib.lua)."""
         return f"{self.resource_base(resource_id)}:{part}"
 
     def resource_mailbox(self, resource_id: str, waiter_id: str) -> str:

@@ -256,7 +256,7 @@ def test_acquire_many_is_all_or_nothing(coord):
     got = {}
     t = threading.Thread(target=lambda: got.setdefault("ids", coord.acquire_many([("mem", W), ("sem", R)], "both", timeout=5)))
     t.start()
-    wait_until(lambda: coord.connection.scard(coord.keys.resource_part("sem", "watchers")) == 1, 5,
+    wait_until(lambda: coord.connection.zcard(coord.keys.resource_part("sem", "watch:read")) == 1, 5,
                message="acquire_many watching")
     assert coord.get_resource_status("mem")["active_locks"] == 0
     coord.release_resource(blocker)

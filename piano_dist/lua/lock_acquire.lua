@@ -16,7 +16,8 @@
   ARGV[7]  "1" to queue when busy, "0" to only try
 
   Returns {"granted", fence, type} | {"queued", wake_in_ms, type} | {"busy", wake_in_ms}
-        | {"unknown"}; type is the resource type from the registry.
+        | {"unknown"}; type is the resource type from the registry. A queued caller sleeps
+  at most wake_in_ms (see wake_in_queue in lock_lib) unless posted to.
 ]]
 redis.replicate_commands()
 local kind = redis.call('HGET', KEYS[2], ARGV[1])
@@ -56,7 +57,7 @@ end
 -- A call retried after its reply was lost (connection dropped) finds its own request.
 local mine = granted_fence(k, ARGV[2])
 if mine then return {'granted', mine, kind} end
-if redis.call('ZSCORE', k.queue, ARGV[2]) then return {'queued', wake_in(k, now), kind} end
+if redis.call('ZSCORE', k.queue, ARGV[2]) then return {'queued', wake_in_queue(k, ARGV[2], now), kind} end
 if redis.call('ZCARD', k.queue) == 0 and compatible(k, info.mode) then
   return {'granted', grant(k, index, ARGV[2], info, now), kind}
 end
@@ -69,4 +70,4 @@ redis.call('ZADD', k.wlease, now + info.lease, ARGV[2])
 redis.call('HSET', waitfor, ARGV[5], cjson.encode({
   base = KEYS[1], waiter = ARGV[2], since = now, resource = ARGV[1], holder = ARGV[4],
   mode = ARGV[3]}))
-return {'queued', wake_in(k, now), kind}
+return {'queued', wake_in_queue(k, ARGV[2], now), kind}

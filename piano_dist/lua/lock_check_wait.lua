@@ -19,5 +19,5 @@ if purge(k, KEYS[2], KEYS[3], now) then
 end
 local fence = granted_fence(k, ARGV[1])
 if fence then return {'granted', fence} end
-if redis.call('ZSCORE', k.queue, ARGV[1]) then return {'queued', wake_in(k, now)} end
+if redis.call('ZSCORE', k.queue, ARGV[1]) then return {'queued', wake_in_queue(k, ARGV[1], now)} end
 return {'gone'}

@@ -1,12 +1,24 @@
 --[[
-  Look for a wait-for cycle through a waiting owner. An owner waits for the owners of
-  the resource's live holders and of the requests queued ahead of it (FIFO: those go
-  first). If a cycle comes back to the start, its youngest waiter is chosen as the
-  victim; when that is someone else, the victim is told through its mailbox.
+  Look for a wait-for cycle through a waiting owner. If one comes back to the start, its
+  youngest waiter is chosen as the victim; when that is someone else, the victim is told
+  through its mailbox.
+
+  The search follows holder edges only: an owner queued on a resource waits for the
+  owners of its live holders. It also waits for the requests queued ahead of it (FIFO),
+  but those wait on the same resource, for its holders and for requests further ahead,
+  so every path through them reaches a holder of that resource before it can leave it:
+  a cycle through a request queued ahead implies a cycle through a holder, found here.
+  Only holders can break a cycle (by releasing), so the victim is always one of them;
+  and no step reads the queue, whatever its length.
+
+  The search reads at most ARGV[2] records (a wait-for edge, a queue place with the
+  holders' list, a holder's record each count one); a cycle it cannot reach within
+  that (very long, or through resources held by hundreds of readers) is not reported,
+  and the waiters' timeouts end it instead.
 
   KEYS[1]  wait-for edges (HASH owner -> JSON {base, waiter, since, resource, holder, mode})
   ARGV[1]  owner to start from
-  ARGV[2]  most owners to visit
+  ARGV[2]  most records to read
 
   Returns "" (no cycle) or JSON {victim = waiter id, cycle = [{owner, holder, resource,
   mode, waiter, since}, ...]} listing the cycle from the start owner.
@@ -15,27 +27,33 @@
 
 local now = now_ms()
 local start = ARGV[1]
-local limit = tonumber(ARGV[2])
+local budget = tonumber(ARGV[2])
 
+-- What an owner waits on, or nil (not waiting, or out of budget).
 local function edge_of(owner)
+  if budget <= 0 then return nil end
+  budget = budget - 1
   local raw = redis.call('HGET', KEYS[1], owner)
   if not raw then return nil end
   local e = cjson.decode(raw)
-  local k = rkeys(e.base)
-  local seq = redis.call('ZSCORE', k.queue, e.waiter)
-  if not seq then return nil end
-  local ahead = {}
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', k.holders, now, '+inf')) do
-    local l = redis.call('HGET', k.locks, id)
-    if l then table.insert(ahead, cjson.decode(l).owner) end
-  end
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', k.queue, '-inf', '(' .. seq)) do
-    local w = redis.call('HGET', k.waiters, id)
-    if w then table.insert(ahead, cjson.decode(w).owner) end
-  end
   e.owner = owner
-  e.blockers = ahead
   return e
+end
+
+-- Owners of the live holders of the resource an edge waits on; none if the request is
+-- no longer queued there (a stale edge) or the budget is spent.
+local function blockers_of(e)
+  if budget < 2 then return {} end
+  budget = budget - 2
+  local k = rkeys(e.base)
+  if not redis.call('ZSCORE', k.queue, e.waiter) then return {} end
+  local owners = {}
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', k.holders, now, '+inf', 'LIMIT', 0, budget)) do
+    budget = budget - 1
+    local l = redis.call('HGET', k.locks, id)
+    if l then table.insert(owners, cjson.decode(l).owner) end
+  end
+  return owners
 end
 
 local first = edge_of(start)
@@ -43,22 +61,19 @@ if not first then return '' end
 local parent = {[start] = false}
 local edges = {[start] = first}
 local frontier = {start}
-local visited = 1
 local closing = nil
-while #frontier > 0 and not closing and visited <= limit do
+while #frontier > 0 and not closing and budget > 0 do
   local nxt = {}
   for _, owner in ipairs(frontier) do
-    local e = edges[owner]
-    for _, b in ipairs(e.blockers) do
+    for _, b in ipairs(blockers_of(edges[owner])) do
       if b == start then closing = owner; break end
       if parent[b] == nil then
-        local be = edge_of(b)
         parent[b] = owner
-        visited = visited + 1
+        local be = edge_of(b)
         if be then edges[b] = be; table.insert(nxt, b) end
       end
     end
-    if closing then break end
+    if closing or budget <= 0 then break end
   end
   frontier = nxt
 end

@@ -21,7 +21,7 @@ do
   local base, id = KEYS[1], ARGV[1]
   local holders = base .. ':holders'
   local expiry = redis.call('ZSCORE', holders, id)
-  if expiry and redis.call('EXISTS', base .. ':queue', base .. ':watchers') == 0 then
+  if expiry and redis.call('EXISTS', base .. ':queue', base .. ':watch:read', base .. ':watch:write') == 0 then
     local t = redis.call('TIME')
     local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
     if tonumber(expiry) >= now then  -- as purge(): a lease ending before now has lapsed

@@ -37,6 +37,9 @@ log = logging.getLogger("piano_dist.resources")
 DEFAULT_LEASE = 5.0
 DEFAULT_MAX_HOLD = 600.0
 DEFAULT_DEADLOCK_TIMEOUT = 0.5
+# Records one deadlock search may read (lock_deadlock.lua): bounds every search's cost
+# whatever the queues; a cycle beyond that reach is ended by the waiters' timeouts.
+DEADLOCK_SEARCH_BUDGET = 256
 _MAX_BLOCK = 30.0  # one BLPOP never outlasts this, so socket timeouts stay sane
 _FORBIDDEN_ID_RE = re.compile(r"[{}\r\n\t ]")  # braces would break the {resource_id} hash tag
 _UNSET = object()
@@ -416,7 +419,7 @@ class ResourceCoordinator:
                     return self._abort_as_victim(wait_keys, lock_id, json.loads(message[2:]))
                 continue
             if check_deadlock_at is not None and time.monotonic() >= check_deadlock_at:
-                report = _s(self._scripts.lock_deadlock(keys=[self.keys.lock_waitfor], args=[owner, 1000]))
+                report = _s(self._scripts.lock_deadlock(keys=[self.keys.lock_waitfor], args=[owner, DEADLOCK_SEARCH_BUDGET]))
                 if report:
                     found = json.loads(report)
                     if found["victim"] == lock_id:
@@ -461,28 +464,42 @@ class ResourceCoordinator:
         triples: list[str] = []
         for (rid, mode), lock_id in zip(pairs, lock_ids):
             triples += [rid, lock_id, mode.value]
+        lease_ms = int(self.lease * 1000)
         deadline = time.monotonic() + wait
         contended = False
+        settled = False  # granted, or the last try ("try") withdrew the registrations
         try:
             while True:
-                watch = mailbox if time.monotonic() < deadline else ""
+                how = "watch" if time.monotonic() < deadline else "try"
                 reply = self._scripts.lock_acquire_many(
-                    keys=keys, args=[owner, holder_id, int(self.lease * 1000), watch] + triples)
+                    keys=keys, args=[owner, holder_id, lease_ms, mailbox, how] + triples)
                 status = _s(reply[0])
                 if status == "unknown":
+                    settled = True
                     raise UnknownResourceError(f"resource {_s(reply[1])!r} is not registered")
                 if status == "granted":
+                    settled = True
                     return list(zip(lock_ids, (int(f) for f in reply[1:])))
                 if not contended:
                     contended = True
                     self._count("contention_count")
-                remaining = deadline - time.monotonic()
-                if not watch or remaining <= 0:
+                if how == "try":
+                    settled = True
                     return None
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    continue  # a last try, which also withdraws the registrations
                 wake_ms = int(reply[1])
                 block = min(remaining, _MAX_BLOCK, wake_ms / 1000.0 if wake_ms >= 0 else _MAX_BLOCK)
                 self.connection.blpop([mailbox], timeout=max(block, 0.005))
         finally:
+            if not settled:
+                # Interrupted while registered: withdraw, and pass on a turn we were given,
+                # so the watchers behind us are not left waiting for a timer.
+                try:
+                    self._scripts.lock_acquire_many(keys=keys, args=[owner, holder_id, lease_ms, mailbox, "leave"] + triples)
+                except redis.RedisError:
+                    log.warning("could not withdraw acquire_many watch %s (a turn may wait for a lease wake-up)", mailbox)
             self.connection.delete(mailbox)
 
     # --- internals: bookkeeping ----------------------------------------------------------

@@ -8,16 +8,24 @@
     :queue     ZSET waiter_id -> arrival number (FIFO order)
     :waiters   HASH waiter_id -> JSON {resource, holder, mode, owner, lease, since}
     :wlease    ZSET waiter_id -> expiry of the waiter's own lease (dead waiters drop out)
-    :seq       arrival counter
+    :seq       arrival counter (queue places and watcher registrations)
     :fence     latest fencing token granted (INCR on every grant)
-    :watchers  SET of mailbox keys of acquire_many callers to nudge when things free up
+    :watch:read   ZSET mailbox key -> registration number: acquire_many callers that
+    :watch:write  need READ (or WRITE/EXCLUSIVE) here and were refused, oldest first
     :mbox:<waiter_id>  LIST, the waiter's wake-up mailbox ("g:<fence>", "d:<json>", "n")
   A waiter's id becomes its lock id when granted.
   Global: lock index HASH lock_id -> base; wait-for HASH owner -> JSON {base, waiter, ...}.
+
+  Cost: every function here does O(log n) work in the resource's holders, waiters and
+  watchers, except purge (at most PURGE_BATCH lapsed holders and as many lapsed waiters
+  per call, each removed once) and promote (one grant per waiter served: a run of readers
+  is served together; at most PURGE_BATCH lapsed heads skipped). Nothing walks the queue
+  or the watchers.
 ]]
 redis.replicate_commands()
 
 local MAILBOX_TTL_MS = 60000
+local PURGE_BATCH = 100
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -29,7 +37,7 @@ local function rkeys(base)
     base = base, holders = base .. ':holders', locks = base .. ':locks',
     writer = base .. ':writer', queue = base .. ':queue', waiters = base .. ':waiters',
     wlease = base .. ':wlease', seq = base .. ':seq', fence = base .. ':fence',
-    watchers = base .. ':watchers',
+    watch_read = base .. ':watch:read', watch_write = base .. ':watch:write',
   }
 end
 
@@ -40,13 +48,6 @@ end
 
 local function mailbox(k, waiter_id)
   return k.base .. ':mbox:' .. waiter_id
-end
-
--- acquire_many callers hold nothing while they wait; any release may let them in.
-local function nudge_watchers(k)
-  local boxes = redis.call('SMEMBERS', k.watchers)
-  for _, box in ipairs(boxes) do post(box, 'n') end
-  if #boxes > 0 then redis.call('DEL', k.watchers) end
 end
 
 local function drop_lock(k, index, lock_id)
@@ -68,13 +69,17 @@ local function drop_waiter(k, waitfor, waiter_id)
   return w
 end
 
--- Expired holders (their process stopped renewing) and dead waiters leave.
+-- Expired holders (their process stopped renewing) and dead waiters leave, at most
+-- PURGE_BATCH of each per call so that no call is long when many lapse at once (a
+-- killed process with hundreds of requests). What is left is purged by the next call,
+-- which comes at once: wake_in/wake_in_queue point at the lapsed entries; promote
+-- skips a lapsed waiter on its own.
 local function purge(k, index, waitfor, now)
   local changed = false
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', k.holders, '-inf', '(' .. now)) do
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', k.holders, '-inf', '(' .. now, 'LIMIT', 0, PURGE_BATCH)) do
     drop_lock(k, index, id); changed = true
   end
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', k.wlease, '-inf', '(' .. now)) do
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', k.wlease, '-inf', '(' .. now, 'LIMIT', 0, PURGE_BATCH)) do
     drop_waiter(k, waitfor, id); changed = true
   end
   return changed
@@ -98,13 +103,19 @@ end
 
 -- Serve the queue head while it fits: a run of readers together, or one writer.
 -- A reader never passes a writer queued ahead of it (writer preference by FIFO).
+-- A head whose own lease lapsed is dropped, never granted (purge may not have reached
+-- it), at most PURGE_BATCH per call like purge; the next call goes on.
 local function promote(k, index, waitfor, now)
+  local dropped = 0
   while true do
     local head = redis.call('ZRANGE', k.queue, 0, 0)[1]
     if not head then return end
     local raw = redis.call('HGET', k.waiters, head)
-    if not raw then
-      redis.call('ZREM', k.queue, head)
+    local lease_end = redis.call('ZSCORE', k.wlease, head)
+    if not raw or not lease_end or tonumber(lease_end) < now then
+      if dropped >= PURGE_BATCH then return end
+      drop_waiter(k, waitfor, head)
+      dropped = dropped + 1
     else
       local w = cjson.decode(raw)
       if not compatible(k, w.mode) then return end
@@ -118,23 +129,70 @@ local function promote(k, index, waitfor, now)
   end
 end
 
--- Milliseconds until the next lease that could end by itself (a holder's or a queued
--- waiter's); waiters sleep at most that long, since nobody posts when a lease lapses.
+local function until_ms(at, now)
+  return math.max(tonumber(at) - now, 0) + 1
+end
+
+-- Milliseconds until the next lease on the resource that could end by itself (a
+-- holder's or a queued waiter's), -1 if none: how long an acquire_many caller refused
+-- here may sleep, since nobody posts when a lease lapses.
 local function wake_in(k, now)
-  local soonest = -1
+  local soonest = nil
   for _, key in ipairs({k.holders, k.wlease}) do
     local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-    if first[2] then
-      local t = tonumber(first[2]) - now
-      if soonest < 0 or t < soonest then soonest = t end
-    end
+    if first[2] and (not soonest or tonumber(first[2]) < soonest) then soonest = tonumber(first[2]) end
   end
-  if soonest < 0 then return -1 end
-  return soonest + 1
+  if not soonest then return -1 end
+  return until_ms(soonest, now)
+end
+
+-- Milliseconds until a lapse that could change a queued waiter's standing: the lease of
+-- the waiter just ahead of it (it may then be next, or be served), or for the head the
+-- soonest holder's lease. Each lapse thus wakes the one waiter it concerns, which
+-- purges it and serves the queue; the rest of the queue sleeps on until posted to.
+local function wake_in_queue(k, waiter_id, now)
+  local seq = redis.call('ZSCORE', k.queue, waiter_id)
+  if not seq then return wake_in(k, now) end
+  local at
+  local ahead = redis.call('ZREVRANGEBYSCORE', k.queue, '(' .. seq, '-inf', 'LIMIT', 0, 1)[1]
+  if ahead then
+    at = redis.call('ZSCORE', k.wlease, ahead)
+  else
+    at = redis.call('ZRANGE', k.holders, 0, 0, 'WITHSCORES')[2]
+  end
+  if not at then return wake_in(k, now) end
+  return until_ms(at, now)
 end
 
 local function granted_fence(k, lock_id)
   local raw = redis.call('HGET', k.locks, lock_id)
   if not raw then return nil end
   return cjson.decode(raw).fence
+end
+
+-- acquire_many callers hold nothing while they wait. They register, per resource that
+-- refused them, in the watch set of the mode they need (oldest first), and are let in
+-- turn by turn: after a change that may admit them (a release, a withdrawal, a lapse)
+-- the oldest watcher of each mode the resource now admits is posted a turn and leaves
+-- the set; a watcher that tries (granted or refused again) passes the turn on the same
+-- way while the resource still admits that mode. A caller registers again only where
+-- it was refused, so never on a resource it passes a turn on: each registration gets
+-- at most one turn, a change costs one try at a time instead of one per watcher, and
+-- the turns cannot go round in a loop.
+local function watch_key(k, mode)
+  if mode == 'read' then return k.watch_read end
+  return k.watch_write
+end
+
+local function nudge_watchers(k)
+  if redis.call('EXISTS', k.queue, k.writer) > 0 then return end
+  local sets = {k.watch_read}
+  if redis.call('EXISTS', k.holders) == 0 then sets[2] = k.watch_write end
+  for _, key in ipairs(sets) do
+    local box = redis.call('ZRANGE', key, 0, 0)[1]
+    if box then
+      redis.call('ZREM', key, box)
+      post(box, 'n')
+    end
+  end
 end
