@@ -7,6 +7,7 @@ request), lease renewal, fencing bookkeeping, deadlock checks and local metrics.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import logging
 import os
@@ -40,7 +41,7 @@ DEFAULT_DEADLOCK_TIMEOUT = 0.5
 # Records one deadlock search may read (lock_deadlock.lua): bounds every search's cost
 # whatever the queues; a cycle beyond that reach is ended by the waiters' timeouts.
 DEADLOCK_SEARCH_BUDGET = 256
-_MAX_BLOCK = 30.0  # one BLPOP never outlasts this, so socket timeouts stay sane
+_MAX_BLOCK = 30.0  # one BLPOP never outlasts this (nor the client's socket timeout, see _block_cap)
 _FORBIDDEN_ID_RE = re.compile(r"[{}\r\n\t ]")  # braces would break the {resource_id} hash tag
 _UNSET = object()
 _TYPES = {**{t.value: t for t in ResourceType}, **{t.value.encode(): t for t in ResourceType}}
@@ -103,6 +104,7 @@ class ResourceCoordinator:
         self._release_script = self._scripts.lock_release
         self._lease_ms = int(self.lease * 1000)
         self._global_keys = (self.keys.resource_registry, self.keys.lock_index, self.keys.lock_waitfor)
+        self._max_block = _block_cap(self.connection)
 
     # --- registration ----------------------------------------------------------------
     def register_resource(self, resource_id: str, resource: Any, resource_type: ResourceType) -> None:
@@ -405,7 +407,7 @@ class ResourceCoordinator:
             now = time.monotonic()
             if now >= deadline:
                 return self._withdraw(wait_keys, lock_id)
-            block = min(deadline - now, _MAX_BLOCK)
+            block = min(deadline - now, self._max_block)
             if wake_ms >= 0:
                 block = min(block, wake_ms / 1000.0)
             if check_deadlock_at is not None:
@@ -490,7 +492,7 @@ class ResourceCoordinator:
                 if remaining <= 0:
                     continue  # a last try, which also withdraws the registrations
                 wake_ms = int(reply[1])
-                block = min(remaining, _MAX_BLOCK, wake_ms / 1000.0 if wake_ms >= 0 else _MAX_BLOCK)
+                block = min(remaining, self._max_block, wake_ms / 1000.0 if wake_ms >= 0 else _MAX_BLOCK)
                 self.connection.blpop([mailbox], timeout=max(block, 0.005))
         finally:
             if not settled:
@@ -579,6 +581,24 @@ class ResourceCoordinator:
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("ResourceCoordinator was shut down")
+
+
+def _block_cap(connection: redis.Redis) -> float:
+    """Longest BLPOP for this client: under _MAX_BLOCK and a second under its socket
+    timeout (redis-py 8 reads with a 5 s timeout unless told otherwise, and a BLPOP that
+    outlasts it fails with TimeoutError instead of returning nothing)."""
+    pool = connection.connection_pool
+    timeout = pool.connection_kwargs.get("socket_timeout", _UNSET)
+    for cls in getattr(pool.connection_class, "__mro__", ()):  # the default, where declared
+        if timeout is not _UNSET:
+            break
+        try:
+            timeout = inspect.signature(cls.__dict__["__init__"]).parameters["socket_timeout"].default
+        except (KeyError, TypeError, ValueError):
+            pass
+    if not isinstance(timeout, (int, float)):
+        return _MAX_BLOCK  # None: reads wait as long as they must
+    return max(min(_MAX_BLOCK, timeout - 1.0), min(timeout / 2, 0.5), 0.01)
 
 
 def _describe_cycle(cycle: list[dict], victim: str) -> str:

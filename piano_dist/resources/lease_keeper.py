@@ -17,6 +17,8 @@ import redis
 
 log = logging.getLogger("piano_dist.resources")
 
+RENEW_BATCH = 500
+
 
 @dataclass
 class _Lease:
@@ -60,17 +62,28 @@ class LeaseKeeper:
             self.renew_all()
 
     def renew_all(self) -> None:
+        """Renew every tracked lease, in pipelines of RENEW_BATCH: a process with
+        hundreds of queued requests renews them in a few round trips, not one each."""
         with self._guard:
             leases = list(self._leases.items())
         now = time.monotonic()
-        for item_id, lease in leases:
-            if lease.kind == "lock" and self._max_hold is not None and now - lease.since > self._max_hold:
-                continue  # past the renewal cap: let it lapse
+        cap = self._max_hold  # a lock held past the renewal cap is let lapse
+        due = [(item_id, lease) for item_id, lease in leases
+               if lease.kind != "lock" or cap is None or now - lease.since <= cap]
+        script = self._scripts.lock_renew
+        for start in range(0, len(due), RENEW_BATCH):
+            batch = due[start:start + RENEW_BATCH]
+            pipe = script.registered_client.pipeline(transaction=False)
+            for item_id, lease in batch:
+                script(keys=[lease.base], args=[item_id, self._lease_ms, lease.kind], client=pipe)
             try:
-                result = self._scripts.lock_renew(keys=[lease.base], args=[item_id, self._lease_ms, lease.kind])
+                results = pipe.execute(raise_on_error=False)
             except redis.RedisError as exc:
-                log.warning("could not renew lease of %s: %s", item_id, exc)
+                log.warning("could not renew %d leases: %s", len(batch), exc)
                 continue
-            if int(result) == 0 and lease.kind == "lock":
-                self.untrack(item_id)
-                self._on_lost(item_id)
+            for (item_id, lease), result in zip(batch, results):
+                if isinstance(result, Exception):
+                    log.warning("could not renew lease of %s: %s", item_id, result)
+                elif int(result) == 0 and lease.kind == "lock":
+                    self.untrack(item_id)
+                    self._on_lost(item_id)

@@ -132,3 +132,32 @@ def paused_writer(url, resource_id, counter_key, accepted_key, rejected_key, rep
         report.put(("rejected", str(exc)))
     report.put(("release", coord.release_resource(lock_id)))
     coord.shutdown()
+
+
+def queue_writers(url, resource_id, threads, lease, report):
+    """``threads`` threads each ask once for WRITE (all queue behind a holder), note the
+    fence they were granted and release at once; reports [(lock_id, fence), ...]."""
+    import threading
+
+    from piano_dist.resources import current_fence
+
+    coord = ResourceCoordinator(max_concurrent_locks=threads, default_timeout=300.0,
+                                redis_url=url, lease=lease)  # a pool with room for every BLPOP
+    got, failed = [], []
+
+    def one(i):
+        try:
+            lock_id = coord.acquire_resource(resource_id, AccessMode.WRITE, f"{os.getpid()}-{i}", timeout=300)
+            fence = current_fence(resource_id)[1]
+            coord.release_resource(lock_id)
+            got.append((lock_id, fence))
+        except Exception as exc:  # reported, so the test names it
+            failed.append(repr(exc))
+
+    workers = [threading.Thread(target=one, args=(i,)) for i in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    coord.shutdown()
+    report.put((got, failed))
