@@ -191,3 +191,21 @@ def test_a_task_error_with_html_does_not_run_script_in_the_browser(redis_url):
     finally:
         server.shutdown()
         manager.shutdown()
+
+
+def test_a_corrupt_registration_is_listed_not_fatal(redis_url, redis_client):
+    from click.testing import CliRunner
+
+    from piano_dist.cli.main import main as cli_main
+
+    manager = ConcurrentModuleManager(max_workers=0, redis_url=redis_url)
+    try:
+        manager.register_module("echo", Echo())
+        redis_client.hset("piano:modules", "broken", "{not json")
+        result = CliRunner().invoke(cli_main, ["modules", "--json"])
+        assert result.exit_code == 0, result.output
+        assert "echo" in result.output and "broken" in result.output and "not valid JSON" in result.output
+        manager.register_module("broken", Guarded())  # a corrupt record can be replaced
+        assert manager.client.registry.get("broken").class_path == "support.trust_modules:Guarded"
+    finally:
+        manager.shutdown()

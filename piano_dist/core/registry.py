@@ -162,8 +162,16 @@ class ModuleRegistry:
         return registration
 
     def all(self) -> dict[str, ModuleRegistration]:
-        return {k.decode(): ModuleRegistration.from_json(k.decode(), v)
-                for k, v in self.connection.hgetall(self.keys.modules).items()}
+        """Every registration; a corrupt one is listed with the reason as its class path
+        (which no worker can import), so one bad record does not hide the others."""
+        out = {}
+        for k, v in self.connection.hgetall(self.keys.modules).items():
+            name = k.decode("utf-8", "replace")
+            try:
+                out[name] = ModuleRegistration.from_json(name, v)
+            except RegistrationError as exc:
+                out[name] = ModuleRegistration(name, f"<invalid: {exc}>")
+        return out
 
     def names(self) -> list[str]:
         return [k.decode() for k in self.connection.hkeys(self.keys.modules)]
