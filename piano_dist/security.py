@@ -34,6 +34,24 @@ def _check_json(value: Any, where: str, depth: int) -> None:
     check_json_value(value, where, MAX_DEPTH, depth)
 
 
+# Stored payloads of tasks without arguments (compact and spaced JSON).
+_NO_ARGUMENTS = frozenset(("[[],{}]", "[[], {}]"))
+
+
+def _refuse_constant(name: str) -> Any:
+    raise SecurityError(f"arguments hold {name}: only finite numbers are JSON values")
+
+
+def _check_depth(container: Any, where: str, max_depth: int, depth: int = 0) -> None:
+    """Nesting of parsed JSON (the items of ``container`` are one level deeper)."""
+    if depth > max_depth:
+        raise SecurityError(f"{where} is nested deeper than {max_depth} levels")
+    items = container.values() if isinstance(container, dict) else container
+    for item in items:
+        if isinstance(item, (list, dict)):
+            _check_depth(item, where, max_depth, depth + 1)
+
+
 class SecurityValidator:
     """Validation entry points; each raises :class:`SecurityError` saying what was wrong."""
 
@@ -97,6 +115,33 @@ class SecurityValidator:
         from .state.paths import validate_agent_id
 
         return validate_agent_id(agent_id)
+
+    @classmethod
+    def decode_execution_args(cls, text: str) -> tuple[list, dict]:
+        """Task arguments from their stored JSON ``[args, kwargs]`` (read back from Redis,
+        so untrusted), checked by the rules of :meth:`validate_execution_args` without
+        encoding them again: the size is the text's, NaN and infinities are refused as
+        they are parsed, and JSON keys are strings already."""
+        if text in _NO_ARGUMENTS:
+            return [], {}
+        if len(text) > MAX_PAYLOAD_BYTES:
+            raise SecurityError(f"arguments are {len(text)} bytes encoded; the limit is {MAX_PAYLOAD_BYTES}")
+        try:
+            value = json.loads(text, parse_constant=_refuse_constant)
+        except SecurityError:
+            raise
+        except ValueError as exc:
+            raise SecurityError(f"arguments are not valid JSON: {exc}") from None
+        if (not isinstance(value, list) or len(value) != 2 or not isinstance(value[0], list)
+                or not isinstance(value[1], dict)):
+            raise SecurityError("arguments are not a JSON [args, kwargs] pair")
+        args, kwargs = value
+        for key in kwargs:
+            if not _IDENTIFIER.fullmatch(key):
+                raise SecurityError(f"kwargs key {key!r} is not a valid keyword argument name")
+        _check_depth(args, "args", MAX_DEPTH)
+        _check_depth(kwargs, "kwargs", MAX_DEPTH)
+        return args, kwargs
 
     @classmethod
     def encode_result(cls, value: Any) -> str:

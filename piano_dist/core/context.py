@@ -12,6 +12,35 @@ T = TypeVar("T")
 _current: ContextVar["TaskContext | None"] = ContextVar("piano_task_context", default=None)
 
 
+class CancelFlag:
+    """threading.Event's set / is_set / wait for a task's cancellation, without building
+    a lock and a condition for each task (most are never cancelled, and none waits)."""
+
+    __slots__ = ("_set", "_event")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._event: threading.Event | None = None
+
+    def set(self) -> None:
+        self._set = True
+        event = self._event
+        if event is not None:
+            event.set()
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._set:
+            return True
+        if self._event is None:
+            self._event = threading.Event()
+        if self._set:  # set between the check and the event's creation
+            self._event.set()
+        return self._event.wait(timeout)
+
+
 @dataclass
 class TaskContext:
     task_id: str
@@ -21,7 +50,7 @@ class TaskContext:
     worker_name: str
     deadline: float | None  # time.monotonic() value, or None
     agent_id: str | None = None
-    cancel_event: threading.Event = field(default_factory=threading.Event)
+    cancel_event: CancelFlag = field(default_factory=CancelFlag)
     timed_out: bool = False
     child_pid: int | None = None  # process isolation: the task's own process
     started: float = field(default_factory=time.monotonic)

@@ -97,7 +97,7 @@ end
 
 local error_text = nil
 if outcome == 'completed' then
-  if keep_result then redis.call('HSET', jk, 'piano_result', payload) end
+  if keep_result and payload ~= 'null' then redis.call('HSET', jk, 'piano_result', payload) end
 else
   error_text = payload
 end

@@ -20,6 +20,9 @@ class Echo(BaseModule):
     def add(self, a, b):
         return a + b
 
+    def nothing(self):
+        return None
+
     def _private(self):
         return "never"
 

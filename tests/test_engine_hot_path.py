@@ -1,0 +1,51 @@
+"""What a worker does per task, kept cheap without giving anything up: stored arguments
+checked as they are parsed, a cancellation flag without a lock per task, no RQ result
+stream for a task that returned nothing."""
+import threading
+
+import pytest
+
+from piano_dist import ConcurrentModuleManager
+from piano_dist.core.context import CancelFlag
+from piano_dist.errors import SecurityError
+from piano_dist.security import SecurityValidator
+from support.sample_modules import Echo
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[[NaN], {}]', "NaN"), ('[[1], {"Infinity": -Infinity}]', "Infinity"), ('[[], {"1a": 2}]', "keyword"),
+    ('[1, 2]', "pair"), ('{"a": 1}', "pair"), ('[[', "not valid JSON"),
+    ('[[' + '[' * 40 + ']' * 40 + '], {}]', "nested deeper"), ('[["' + 'x' * 1_000_001 + '"], {}]', "limit"),
+])
+def test_stored_arguments_are_checked_as_they_are_parsed(text, message):
+    with pytest.raises(SecurityError, match=message):
+        SecurityValidator.decode_execution_args(text)
+
+
+def test_stored_arguments_come_back_as_submitted():
+    args, kwargs, args_json, kwargs_json = SecurityValidator.encode_execution_args((1, "a", [2.5, None]), {"k": {"x": True}})
+    assert SecurityValidator.decode_execution_args(f"[{args_json},{kwargs_json}]") == (args, kwargs)
+    assert SecurityValidator.decode_execution_args("[[],{}]") == ([], {})
+
+
+def test_the_cancel_flag_behaves_as_an_event():
+    flag = CancelFlag()
+    assert not flag.is_set() and flag.wait(0.01) is False
+    waiter = threading.Thread(target=lambda: results.append(flag.wait(10)))
+    results = []
+    waiter.start()
+    flag.set()
+    waiter.join(timeout=10)
+    assert results == [True] and flag.is_set() and flag.wait() is True
+
+
+def test_a_task_that_returns_nothing_leaves_no_rq_result_stream(redis_url, redis_client):
+    with ConcurrentModuleManager(None, max_workers=1) as manager:
+        manager.register_module("echo", Echo(None))
+        nothing = manager.submit_task("echo", "nothing")
+        something = manager.submit_task("echo", "add", args=(1, 2))
+        failed = manager.submit_task("echo", "add", args=(1, "x"))
+        statuses = manager.wait([nothing, something, failed], timeout=30)
+    assert statuses[nothing]["status"] == "completed" and statuses[nothing]["result"] is None
+    assert not redis_client.exists(f"rq:results:{nothing}")
+    assert redis_client.exists(f"rq:results:{something}") and redis_client.exists(f"rq:results:{failed}")
