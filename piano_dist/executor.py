@@ -3,6 +3,10 @@
 With ``max_workers > 0`` the manager runs this many slots in its own process, on the
 same queues as the worker processes, using the module instances it registered. The
 slots register as an RQ worker, so ``rq info`` and the dashboard list them.
+
+``execute_task(task, module)`` is the seed's direct call: it runs one method of the
+object handed in on this process's threads and returns a Future (see
+direct_execution.py); it needs no registration and no Redis round trip.
 """
 from __future__ import annotations
 
@@ -12,9 +16,12 @@ from typing import Any
 
 import redis
 
+from concurrent.futures import Future
+
 from .config import Timing
 from .connection import get_connection
-from .core.types import ExecutorMetrics
+from .core.types import ExecutorMetrics, ModuleTask
+from .direct_execution import DirectRunner
 from .keys import Keys
 
 
@@ -38,6 +45,26 @@ class ModuleExecutor:
         self._started = False
         self._shutdown = False
         self._lock = threading.Lock()
+        self._direct = DirectRunner(max_workers, max_queue_size)
+
+    # --- the seed's direct execution ------------------------------------------------
+    def execute_task(self, task: ModuleTask, module: Any) -> Future:
+        """Run ``module.<task.method_name>(*task.args, **task.kwargs)`` in this process and
+        return its Future. ``task.max_duration`` makes the Future raise TaskTimeoutError at
+        the deadline (the call's thread runs on; its result is dropped). The task's
+        ``state``, ``started_at``, ``completed_at``, ``result`` and ``error`` are kept up to
+        date. RuntimeError after shutdown or when ``max_queue_size`` calls already wait;
+        SecurityError when the module has no such public method."""
+        return self._direct.submit(task, module)
+
+    def cancel_task(self, task_id: str) -> bool:
+        """Cancel a task given to execute_task that has not started (the seed's rule)."""
+        return self._direct.cancel(task_id)
+
+    def wait_for_completion(self, timeout: float | None = None) -> list[str]:
+        """Block until every task given to execute_task has ended (or ``timeout``); return
+        the ids that ended meanwhile."""
+        return self._direct.wait_all(timeout)
 
     # --- lifecycle ----------------------------------------------------------------
     def start(self) -> None:
@@ -62,6 +89,7 @@ class ModuleExecutor:
                 return
             self._shutdown = True
             worker = self.worker
+        self._direct.shutdown(timeout)
         if worker is not None:
             worker.engine.stop(grace=timeout)
             try:
@@ -70,15 +98,18 @@ class ModuleExecutor:
                 pass  # Redis gone: the worker key expires by itself
 
     def pause(self) -> None:
+        """Stop starting tasks in this process (slots and direct calls); running ones go on."""
+        self._direct.pause()
         if self.worker:
             self.worker.engine.pause()
 
     def resume(self) -> None:
+        self._direct.resume()
         if self.worker:
             self.worker.engine.resume()
 
     def is_paused(self) -> bool:
-        return bool(self.worker and self.worker.engine.paused)
+        return self._direct.paused
 
     @property
     def name(self) -> str | None:
@@ -86,26 +117,30 @@ class ModuleExecutor:
 
     # --- figures ------------------------------------------------------------------
     def get_active_task_count(self) -> int:
-        return len(self.worker.engine.active) if self.worker else 0
+        """Tasks running in this process: in its slots and direct calls."""
+        return (len(self.worker.engine.active) if self.worker else 0) + self._direct.counts()[1]
 
     def get_queue_size(self) -> int:
-        return int(self.connection.hget(self.keys.stats, "backlog") or 0)
+        """The cluster's waiting tasks plus direct calls waiting here for a thread."""
+        return int(self.connection.hget(self.keys.stats, "backlog") or 0) + self._direct.counts()[0]
 
     def get_metrics(self) -> ExecutorMetrics:
-        """Cluster-wide: every worker process's executions, and the peak memory of live ones."""
+        """Cluster-wide: every worker process's executions (plus this executor's direct
+        calls, which the cluster does not see), and the peak memory of live workers."""
         stats = {k.decode(): int(v) for k, v in self.connection.hgetall(self.keys.stats).items()}
         workers = self.worker_metrics()
-        executed = stats.get("tasks_executed", 0)
-        total_s = stats.get("execution_ms", 0) / 1000.0
+        direct = self._direct
+        executed = stats.get("tasks_executed", 0) + direct.executed
+        total_s = stats.get("execution_ms", 0) / 1000.0 + direct.total_time
         slots = sum(w.get("slots", 0) for w in workers) or 1
         return ExecutorMetrics(
             tasks_executed=executed,
-            tasks_failed=stats.get("failed", 0),
-            tasks_timed_out=stats.get("timed_out", 0),
+            tasks_failed=stats.get("failed", 0) + direct.failed,
+            tasks_timed_out=stats.get("timed_out", 0) + direct.timed_out,
             total_execution_time=total_s,
             average_execution_time=total_s / executed if executed else 0.0,
             peak_memory_usage=max((w.get("peak_memory_usage", 0) for w in workers), default=0),
-            peak_thread_count=max((w.get("peak_thread_count", 0) for w in workers), default=0),
+            peak_thread_count=max([w.get("peak_thread_count", 0) for w in workers] + [direct.peak_running]),
             current_load=sum(w.get("running", 0) for w in workers) / slots,
             last_cleanup=None,
         )
@@ -153,7 +188,8 @@ class ModuleExecutor:
 
     def get_thread_info(self) -> dict[str, Any]:
         return {"max_workers": self.max_workers, "active_threads": self.get_active_task_count(),
-                "peak_active_threads": self.worker.engine.peak_threads if self.worker else 0,
+                "peak_active_threads": max(self.worker.engine.peak_threads if self.worker else 0,
+                                           self._direct.peak_running),
                 "process_threads": threading.active_count()}
 
     def __enter__(self):

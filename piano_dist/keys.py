@@ -11,21 +11,38 @@ touch a single cluster slot.
 """
 from __future__ import annotations
 
+import re
+
 from .config import key_prefix, validate_prefix
 
 RQ_PREFIX = "rq"
 PRIORITY_LEVELS = ("critical", "high", "normal", "low", "background")
 
 
+_GROUP_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
 class Keys:
-    def __init__(self, prefix: str | None = None):
+    """``queue_group``: None for the cluster's queues (the ones workers serve); a name
+    for a set of queues of their own, ``<prefix>@<group>.<level>`` ('@' cannot occur in a
+    prefix), which a standalone TaskScheduler uses. Every other key is the prefix's."""
+
+    def __init__(self, prefix: str | None = None, queue_group: str | None = None):
         self.prefix = validate_prefix(prefix) if prefix is not None else key_prefix()
+        if queue_group is not None and not (isinstance(queue_group, str) and _GROUP_RE.fullmatch(queue_group)):
+            raise ValueError(f"invalid queue group {queue_group!r}: use 1-64 letters, digits, '_' or '-'")
+        self.queue_group = queue_group
+
+    def grouped(self, queue_group: str | None) -> "Keys":
+        return Keys(self.prefix, queue_group)
 
     def _k(self, *parts: str) -> str:
         return ":".join((self.prefix,) + parts)
 
     # --- RQ-owned names ------------------------------------------------------------
     def queue_name(self, level: str) -> str:
+        if self.queue_group is not None:
+            return f"{self.prefix}@{self.queue_group}.{level}"
         return f"{self.prefix}.{level}"
 
     @property
@@ -147,7 +164,8 @@ class Keys:
 
     def sched_part(self, part: str) -> str:
         """quota (module -> cap), running (module -> running count), rr (queue -> last
-        module served), stats (starts/waits per priority and module)."""
+        module served), stats (starts/waits per priority and module), origins (set of
+        the queue names of queue groups, which a policy change indexes too)."""
         return self._k("sched", part)
 
     # --- workers -------------------------------------------------------------------
@@ -205,7 +223,7 @@ class Keys:
 
     def state_key(self, agent_id: str, part: str) -> str:
         """part: data, versions, meta, pending, log, resolvers, modvers, stats, baseline,
-        scratch, cursors, snapinfo, snapidx."""
+        scratch, cursors, snapinfo, snapidx, subscribers."""
         return f"{self.state_base(agent_id)}:{part}"
 
     def state_change_prefix(self, agent_id: str) -> str:

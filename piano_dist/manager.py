@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from typing import Any, Callable, Iterable
 
 import redis
@@ -18,7 +19,7 @@ import redis
 from .config import Timing
 from .connection import get_connection
 from .core.client import TaskClient, TaskSpec
-from .core.types import ModuleMetrics, ModuleState, Priority, TaskStatus
+from .core.types import ModuleMetrics, ModuleState, ModuleTask, Priority, TaskStatus
 from .errors import ManagerShutdownError, UnknownModuleError
 from .executor import ModuleExecutor
 from .keys import PRIORITY_LEVELS, Keys
@@ -26,6 +27,14 @@ from .scheduler import SchedulingPolicy, TaskScheduler
 from .security import SecurityValidator
 
 log = logging.getLogger("piano_dist.manager")
+
+TASK_HISTORY_LIMIT = 1000
+_REFRESH_AT = 10_000  # submitted-and-unseen tasks that trigger a refresh on submit
+_MODULE_STATE_OF = {
+    "queued": ModuleState.QUEUED, "deferred": ModuleState.QUEUED, "running": ModuleState.RUNNING,
+    "completed": ModuleState.COMPLETED, "cancelled": ModuleState.CANCELLED, "failed": ModuleState.ERROR,
+    "timed_out": ModuleState.ERROR, "dependency_failed": ModuleState.ERROR,
+}
 
 _level = os.environ.get("CONCURRENT_FRAMEWORK_LOG_LEVEL") or os.environ.get("PIANO_LOG_LEVEL")
 if _level:
@@ -75,11 +84,16 @@ class ConcurrentModuleManager:
         self.module_configs: dict[str, dict] = {}
         self.module_states: dict[str, ModuleState] = {}
         self.module_metrics: dict[str, ModuleMetrics] = {}
+        # Tasks this manager submitted and has not seen end: the seed's active_tasks,
+        # refreshed from Redis when read; ended ones move to task_history.
+        self._submitted: dict[str, ModuleTask] = {}
+        self._submitted_lock = threading.Lock()
+        self.task_history: deque[ModuleTask] = deque(maxlen=TASK_HISTORY_LIMIT)
         # A policy given here becomes the cluster's (every worker follows it); None keeps
         # whatever is set (PRIORITY_FIRST on a new Redis), so a manager opened only to
         # look does not reset it.
-        self.task_scheduler = TaskScheduler(scheduling_policy, max_pending_tasks=max_queue_size,
-                                            connection=self.connection, prefix=self.keys.prefix)
+        self.task_scheduler = TaskScheduler.for_cluster(scheduling_policy, max_pending_tasks=max_queue_size,
+                                                        connection=self.connection, prefix=self.keys.prefix)
         self.module_executor = ModuleExecutor(max_workers, max_queue_size, enable_monitoring,
                                               connection=self.connection, prefix=self.keys.prefix,
                                               local_modules=self.modules, timing=self.timing)
@@ -165,15 +179,65 @@ class ConcurrentModuleManager:
         ``max_queue_size`` and ManagerShutdownError after shutdown.
         """
         self._check_open()
-        return self.client.submit(TaskSpec(
-            module_name, method_name, tuple(args) if isinstance(args, (list, tuple)) else args, kwargs,
-            priority, dependencies, callback, timeout if timeout is not None else max_duration,
-            allow_failure, retries, retry_delay, max_attempts, None))
+        spec = TaskSpec(module_name, method_name, tuple(args) if isinstance(args, (list, tuple)) else args,
+                        kwargs, priority, dependencies, callback,
+                        timeout if timeout is not None else max_duration,
+                        allow_failure, retries, retry_delay, max_attempts, None)
+        task_id = self.client.submit(spec)
+        self._track([(task_id, spec)])
+        return task_id
 
     def submit_many(self, specs: Iterable[Any]) -> list[str]:
         """Submit many tasks (TaskSpec or dicts of submit_task's arguments) in one round trip."""
         self._check_open()
-        return self.client.submit_many(specs)
+        specs = [TaskSpec.coerce(s, i) for i, s in enumerate(specs)]
+        ids = self.client.submit_many(specs)
+        self._track(zip(ids, specs))
+        return ids
+
+    # --- the seed's active_tasks / task_history ------------------------------------------
+    def _track(self, submitted: Iterable[tuple[str, TaskSpec]]) -> None:
+        now = time.time()
+        with self._submitted_lock:
+            for task_id, spec in submitted:
+                try:
+                    priority = Priority.parse(spec.priority)
+                except ValueError:
+                    priority = Priority.NORMAL
+                self._submitted[task_id] = ModuleTask(
+                    task_id, spec.module_name, spec.method_name, tuple(spec.args or ()), dict(spec.kwargs or {}),
+                    priority, spec.timeout, set(spec.dependencies or ()), created_at=now)
+            crowded = len(self._submitted) >= _REFRESH_AT
+        if crowded:
+            self._refresh_submitted()
+
+    def _refresh_submitted(self) -> dict[str, ModuleTask]:
+        with self._submitted_lock:
+            ids = list(self._submitted)
+        statuses = self.client.get_statuses(ids) if ids else {}
+        with self._submitted_lock:
+            for task_id, status in statuses.items():
+                task = self._submitted.get(task_id)
+                if task is None:
+                    continue
+                if status is None:  # expired from Redis: it ended long ago
+                    self.task_history.append(self._submitted.pop(task_id))
+                    continue
+                task.state = _MODULE_STATE_OF.get(status["status"], task.state)
+                task.started_at = status.get("started_at") or task.started_at
+                if TaskStatus(status["status"]).is_terminal:
+                    task.completed_at = status.get("ended_at")
+                    task.result = status.get("result")
+                    task.error = status.get("error")
+                    self.task_history.append(self._submitted.pop(task_id))
+            return dict(self._submitted)
+
+    @property
+    def active_tasks(self) -> dict[str, ModuleTask]:
+        """task id -> ModuleTask for the tasks this manager submitted that have not ended
+        (queued, deferred or running; read from Redis on access). A task whose
+        cancellation was accepted leaves at once, as in the seed."""
+        return self._refresh_submitted()
 
     def get_task_status(self, task_id: str) -> dict | None:
         return self.client.get_status(task_id)
@@ -185,7 +249,16 @@ class ConcurrentModuleManager:
         return self.client.get_result(task_id, timeout)
 
     def cancel_task(self, task_id: str) -> bool:
-        return self.client.cancel(task_id)
+        """True if the task will end cancelled: at once when queued or deferred; when
+        running, its result is dropped and it ends cancelled once its method returns."""
+        cancelled = self.client.cancel(task_id)
+        if cancelled:
+            with self._submitted_lock:
+                task = self._submitted.pop(task_id, None)
+                if task is not None:
+                    task.state = ModuleState.CANCELLED
+                    self.task_history.append(task)
+        return cancelled
 
     # --- events -------------------------------------------------------------------
     def add_event_callback(self, event: str, callback: Callable) -> None:
@@ -225,7 +298,8 @@ class ConcurrentModuleManager:
         stats = {k.decode(): int(v) for k, v in rows[2 * n + 1].items()}
         workers = self.module_executor.worker_metrics()
         return {
-            "registered_modules": rows[2 * n + 2],
+            "registered_modules": len(self.modules),
+            "cluster_modules": rows[2 * n + 2],
             "active_tasks": sum(queued.values()) + deferred + running,
             "queued_tasks": sum(queued.values()),
             "queued_by_priority": queued,

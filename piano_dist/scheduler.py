@@ -1,11 +1,19 @@
-"""TaskScheduler: the seed's scheduler interface over the cluster's queues and policy.
+"""TaskScheduler: the seed's scheduler interface over the cluster's policy, and a
+queue of ModuleTasks of its own.
 
-The policy itself is applied where tasks are claimed (piano_dist/lua/task_claim.lua),
-so it holds for every worker. Constructing a TaskScheduler with a policy sets the
-cluster's policy (``scheduling_policy=None`` follows whatever is set). Used standalone,
-``get_next_task`` claims the next task for this process as a pseudo-worker, by the
-same policy, and ``task_completed`` records its outcome (releasing its dependents).
-See docs/scheduling.md.
+The policy is the cluster's (``<prefix>:sched``, see docs/scheduling.md): it is applied
+where tasks are claimed (piano_dist/lua/task_claim.lua), by every worker and by
+``get_next_task`` alike. Constructing a TaskScheduler with a policy sets it
+(``scheduling_policy=None`` follows whatever is set); quotas are the cluster's too.
+
+``schedule_task`` / ``get_next_task`` / ``task_completed`` work on the scheduler's own
+queues (a queue group, ``<prefix>@<group>.<level>``), which no worker serves: they take
+ModuleTasks for any module name, registered or not, and hand them to whoever calls
+``get_next_task``, by the cluster's policy. ``TaskScheduler(...)`` gets a private group
+that ends (its tasks cancelled) at ``shutdown()``; ``TaskScheduler(..., name="planner")``
+joins a group that every process naming it shares. ``manager.task_scheduler`` (or
+``TaskScheduler.for_cluster(...)``) works on the cluster's queues instead: its tasks
+are ordinary tasks of registered modules, which workers run too.
 """
 from __future__ import annotations
 
@@ -27,32 +35,74 @@ from .scheduling_policy import (DEFAULT_AGING_SECONDS, PolicyStore, SchedulingPo
                                 check_quota)
 
 SUPPORTED_POLICIES = frozenset(SchedulingPolicy)
+_CLUSTER = object()
 
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+class SchedulingMetrics(dict):
+    """The scheduler's figures: a dict (``metrics["total_scheduled"]``) whose keys also
+    read as attributes (``metrics.total_scheduled``), as the seed's dataclass did."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
 class TaskScheduler:
     def __init__(self, scheduling_policy: SchedulingPolicy | str | None = SchedulingPolicy.WEIGHTED_PRIORITY,
-                 max_pending_tasks: int = 1000, enable_fairness: bool = True, *,
+                 max_pending_tasks: int = 1000, enable_fairness: bool = True,
+                 dependency_timeout: float = 300.0, *, name: str | None = None,
                  redis_url: str | None = None, connection: redis.Redis | None = None,
-                 prefix: str | None = None, aging_interval: float | None = None, lease: float = 300.0):
-        """``lease``: seconds a task taken by ``get_next_task`` stays this process's
-        before the stalled sweep hands it to another taker (no renewal here)."""
+                 prefix: str | None = None, aging_interval: float | None = None, lease: float = 300.0,
+                 _queues: Any = None):
+        """``name``: share the queues of the scheduler of that name (any process); None:
+        queues of this instance only. ``lease``: seconds a task taken by
+        ``get_next_task`` stays the taker's before the stalled sweep hands it to another
+        taker (no renewal here). ``dependency_timeout`` is accepted for the seed's
+        signature: dependents wait for their parents to end, however long."""
+        if isinstance(max_pending_tasks, bool) or not isinstance(max_pending_tasks, int) or max_pending_tasks < 0:
+            raise ValueError(f"max_pending_tasks must be a non-negative integer (0 = unbounded), "
+                             f"not {max_pending_tasks!r}")
         self.max_pending_tasks = max_pending_tasks
         self.enable_fairness = enable_fairness
+        self.dependency_timeout = dependency_timeout
         self.connection = get_connection(redis_url, connection)
-        self.keys = Keys(prefix)
-        self.client = TaskClient(self.connection, self.keys, max_queue_size=max_pending_tasks)
-        self.policies = PolicyStore(self.connection, self.keys)
+        cluster_keys = Keys(prefix)
+        self.is_cluster = _queues is _CLUSTER
+        self.is_private = not self.is_cluster and name is None
+        if self.is_cluster:
+            self.name = None
+            self.keys = cluster_keys
+        else:
+            group = f"sched-{name}" if name is not None else f"sched-{uuid.uuid4().hex[:12]}"
+            self.name = name if name is not None else group
+            self.keys = cluster_keys.grouped(group)
+        self.client = TaskClient(self.connection, self.keys,
+                                 max_queue_size=max_pending_tasks if self.is_cluster else 0,
+                                 require_registration=self.is_cluster)
+        self.policies = PolicyStore(self.connection, cluster_keys)
         self.lease = lease
         self.worker_name = f"scheduler.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
         self._taken: dict[str, tuple[int, float]] = {}  # task id -> (attempt, monotonic start)
+        self._closed = False
+        if not self.is_cluster:
+            self.policies.add_origins(self.keys.queue_names)
         if scheduling_policy is not None:
             self.policies.set_policy(scheduling_policy, aging_interval, enable_fairness)
         elif aging_interval is not None:
             self.policies.set_policy(self.scheduling_policy, aging_interval)
+
+    @classmethod
+    def for_cluster(cls, scheduling_policy: SchedulingPolicy | str | None = None, max_pending_tasks: int = 0,
+                    **kwargs: Any) -> "TaskScheduler":
+        """The scheduler of the cluster's own queues (what ``manager.task_scheduler`` is):
+        ``schedule_task`` submits tasks of registered modules that workers run too."""
+        return cls(scheduling_policy, max_pending_tasks, _queues=_CLUSTER, **kwargs)
 
     # --- policy -------------------------------------------------------------------
     @property
@@ -74,8 +124,13 @@ class TaskScheduler:
 
     # --- the seed's interface -------------------------------------------------------
     def schedule_task(self, task: ModuleTask, dependencies: set | None = None) -> bool:
-        """Queue a ModuleTask under its own id. False when the backlog is full."""
+        """Queue a ModuleTask under its own id (unique among the cluster's tasks for the
+        result TTL). False when ``max_pending_tasks`` tasks are pending already (queued,
+        waiting for parents, or taken and not completed)."""
+        self._check_open()
         deps = set(task.dependencies or ()) | set(dependencies or ())
+        if not self.is_cluster and self.max_pending_tasks and self.pending_count() >= self.max_pending_tasks:
+            return False
         try:
             self.client.submit(TaskSpec(task.module_name, task.method_name, task.args, task.kwargs,
                                         task.priority, deps or None, task.callback, task.max_duration,
@@ -85,10 +140,21 @@ class TaskScheduler:
         task.state = ModuleState.QUEUED
         return True
 
+    def pending_count(self) -> int:
+        """Tasks on this scheduler's queues not yet completed: queued, deferred, taken."""
+        with self.connection.pipeline(transaction=False) as pipe:
+            for q in self.keys.queue_names:
+                pipe.llen(self.keys.rq_queue(q))
+                pipe.zcard(self.keys.rq_registry("deferred", q))
+                pipe.zcard(self.keys.rq_registry("wip", q))
+            return sum(pipe.execute())
+
     def get_next_task(self) -> ModuleTask | None:
-        """Claim the next task by the cluster's policy for this process (a pseudo-worker
-        named ``self.worker_name``); None when nothing is ready. Report its end with
-        ``task_completed``; workers never run a task claimed here."""
+        """Take the next task by the cluster's policy (as a pseudo-worker named
+        ``self.worker_name``); None when nothing is ready. Report its end with
+        ``task_completed``. Tasks of the cluster's scheduler taken here are not run by
+        any worker."""
+        self._check_open()
         rows = self.client.scripts.task_claim(
             keys=[self.keys.rq_queue(q) for q in self.keys.queue_names],
             args=[self.keys.prefix, self.worker_name, int(self.lease * 1000), 1, "[]", 100])
@@ -103,18 +169,33 @@ class TaskScheduler:
                           float(timeout) if timeout else None, started_at=time.time(), state=ModuleState.RUNNING)
 
     def task_completed(self, task_id: str, success: bool = True, result: Any = None) -> bool:
-        """Record the end of a task taken by ``get_next_task``: completion releases its
-        dependents, failure settles them. False when this scheduler does not hold it."""
+        """Record the end of a taken task: completion releases its dependents, failure
+        settles them (``dependency_failed``). A task of a shared scheduler may be
+        completed by any process; the cluster's scheduler completes only what it took.
+        False when the task is not taken (unknown, already ended, or taken elsewhere
+        from the cluster's queues)."""
         taken = self._taken.pop(task_id, None)
-        if taken is None:
+        worker = self.worker_name
+        if taken is not None:
+            attempt, started = taken
+            elapsed_ms = int((time.monotonic() - started) * 1000)
+        elif not self.is_cluster and isinstance(task_id, str):
+            row = self.connection.hmget(self.keys.rq_job(task_id), "piano_status", "origin", "worker_name",
+                                        "piano_attempts")
+            if _text(row[0]) != "running" or _text(row[1]) not in self.keys.queue_names:
+                return False
+            worker, attempt, elapsed_ms = _text(row[2]), int(row[3] or 0), 0
+        else:
             return False
-        attempt, started = taken
         outcome = "completed" if success else "failed"
-        payload = json.dumps(result) if success else "failed (reported by TaskScheduler.task_completed)"
+        try:
+            payload = json.dumps(result) if success else "failed (reported by TaskScheduler.task_completed)"
+        except (TypeError, ValueError):
+            payload = json.dumps(repr(result))
         answer = self.client.scripts.task_finish(
             keys=[self.keys.rq_job(task_id)],
-            args=[self.keys.prefix, task_id, self.worker_name, attempt, outcome, payload,
-                  self.client.timing.result_ttl, int((time.monotonic() - started) * 1000), ""])
+            args=[self.keys.prefix, task_id, worker, attempt, outcome, payload,
+                  self.client.timing.result_ttl, elapsed_ms, ""])
         return _text(answer[0]) != "refused"
 
     def cancel_task(self, task_id: str) -> bool:
@@ -150,8 +231,9 @@ class TaskScheduler:
             "aging_interval": config.aging_interval,
         }
 
-    def get_scheduling_metrics(self) -> dict[str, Any]:
-        """Cluster-wide figures since the Redis was new: waits are from queued to started."""
+    def get_scheduling_metrics(self) -> SchedulingMetrics:
+        """Cluster-wide figures since the Redis was new (every scheduler's tasks and the
+        workers'): waits are from queued to started."""
         stats = {_text(k): int(v) for k, v in self.connection.hgetall(self.keys.stats).items()}
         sched = {_text(k): int(v) for k, v in self.connection.hgetall(self.keys.sched_part("stats")).items()}
 
@@ -167,7 +249,7 @@ class TaskScheduler:
         started = sum(starts_p.values())
         total_wait = sum(sched.get(k, 0) for k in sched if k.startswith("wait_ms:p:")) / 1000
         executed = stats.get("tasks_executed", 0)
-        return {
+        return SchedulingMetrics({
             "scheduling_policy": self.scheduling_policy.value,
             "total_scheduled": stats.get("submitted", 0),
             "total_started": started,
@@ -182,14 +264,41 @@ class TaskScheduler:
             "starts_by_module": starts_m,
             "running_by_module": self.policies.running_by_module(),
             "dependency_violations": sched.get("dependency_violations", 0),
-        }
+        })
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this TaskScheduler was shut down")
 
     def shutdown(self) -> None:
-        """Give back tasks taken by ``get_next_task`` and not completed, then stop."""
+        """Give back tasks taken by ``get_next_task`` and not completed. A private
+        scheduler (no ``name``) also cancels every task left on its queues, which nobody
+        else can reach, and forgets its queues. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         for task_id, (attempt, _) in list(self._taken.items()):
             self.client.scripts.task_release(
                 keys=[self.keys.rq_job(task_id)],
                 args=[self.keys.prefix, task_id, self.worker_name, attempt,
                       "TaskScheduler shut down before the task was completed", self.client.timing.result_ttl])
         self._taken.clear()
+        if self.is_private:
+            self._discard_queues()
         self.client.events.stop()
+
+    def _discard_queues(self) -> None:
+        names = self.keys.queue_names
+        with self.connection.pipeline(transaction=False) as pipe:
+            for q in names:
+                pipe.lrange(self.keys.rq_queue(q), 0, -1)
+                pipe.zrange(self.keys.rq_registry("deferred", q), 0, -1)
+            rows = pipe.execute()
+        for task_id in dict.fromkeys(_text(i) for row in rows for i in row):
+            self.client.cancel(task_id, f"TaskScheduler {self.name} shut down")
+        self.policies.remove_origins(names)
+        with self.connection.pipeline(transaction=False) as pipe:
+            pipe.srem(self.keys.rq_queues_set(), *[self.keys.rq_queue(q) for q in names])
+            for q in names:
+                pipe.delete(self.keys.rq_queue(q))
+            pipe.execute()

@@ -68,11 +68,20 @@ class PolicyStore:
         if aging_interval is not None and (isinstance(aging_interval, bool)
                                            or not isinstance(aging_interval, (int, float)) or aging_interval <= 0):
             raise ValueError(f"aging_interval must be a positive number of seconds, not {aging_interval!r}")
+        # The cluster's queues and every standalone scheduler's (queue groups), so that
+        # entering ROUND_ROBIN or FAIR_SHARE indexes the tasks already queued in any of them.
+        groups = sorted(v.decode() for v in self.connection.smembers(self.keys.sched_part("origins")))
         return int(self.scripts.sched_set_policy(
             keys=[self.keys.sched],
             args=[self.keys.prefix, policy.value, "" if aging_interval is None else int(aging_interval * 1000),
                   "" if enable_fairness is None else ("1" if enable_fairness else "0"),
-                  json.dumps(self.keys.queue_names)]))
+                  json.dumps(self.keys.queue_names + groups)]))
+
+    def add_origins(self, queue_names: list[str]) -> None:
+        self.connection.sadd(self.keys.sched_part("origins"), *queue_names)
+
+    def remove_origins(self, queue_names: list[str]) -> None:
+        self.connection.srem(self.keys.sched_part("origins"), *queue_names)
 
     def get(self) -> PolicyConfig:
         raw = self.connection.hmget(self.keys.sched, "policy", "aging_ms", "fairness")

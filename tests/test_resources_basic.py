@@ -40,17 +40,33 @@ def coord(make):
     return c
 
 
-def test_registration_is_cluster_wide_and_rejects_duplicates(coord, make):
+def test_registration_is_cluster_wide_and_rejects_another_type(coord, make):
     other = make()
     assert other.registered_resources() == {"mem": "episodic_memory"}
-    with pytest.raises(ValueError, match="already registered"):
-        other.register_resource("mem", object(), ResourceType.EPISODIC_MEMORY)
+    with pytest.raises(ValueError, match="already registered as type 'episodic_memory', not 'network'"):
+        other.register_resource("mem", object(), ResourceType.NETWORK)
+    assert other.registered_resources() == {"mem": "episodic_memory"}
     # the other process has no local object: the context yields None until attached
     with other.acquire_context("mem", R, "h") as obj:
         assert obj is None
     other.attach_resource("mem", "local copy")
     with other.acquire_context("mem", R, "h") as obj:
         assert obj == "local copy"
+
+
+def test_registering_again_with_the_same_type_adopts_the_resource(coord, make):
+    held = coord.acquire_resource("mem", W, "writer")
+    later = make()  # a new coordinator (as a seed test's setUp builds one per test)
+    later.register_resource("mem", {"episodes": ["mine"]}, ResourceType.EPISODIC_MEMORY)
+    assert later.resources == {"mem": {"episodes": ["mine"]}}
+    assert later.resource_types == {"mem": ResourceType.EPISODIC_MEMORY}
+    # Adopting changed nothing in Redis: the writer still holds its lock.
+    assert [lk["lock_id"] for lk in later.get_resource_status("mem")["locks"]] == [held]
+    assert held in coord.active_locks and not later.active_locks
+    assert later.acquire_resource("mem", R, "reader", timeout=0) is None
+    assert coord.release_resource(held)
+    with later.acquire_context("mem", R, "reader") as obj:
+        assert obj == {"episodes": ["mine"]}
 
 
 def test_bad_input_is_named(coord):

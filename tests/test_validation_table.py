@@ -148,7 +148,7 @@ def test_python_api_refuses_and_stores_nothing(env, redis_client, case, how, arg
 
 OTHER_CASES = [
     ("register-bad-name", lambda m: m.register_module("bad name!", Echo()), SecurityError, "module name 'bad name!' is invalid"),
-    ("register-not-module", lambda m: m.register_module("thing", object()), TypeError, "must be a BaseModule instance"),
+    ("register-not-module", lambda m: m.register_module("thing", object()), TypeError, "has no public methods to run as tasks"),
     ("register-twice", lambda m: m.register_module("echo", Echo()), ValueError, "already registered"),
     ("register-name-newline", lambda m: m.register_module("echo2\n", Echo()), SecurityError, "is invalid"),
     ("register-config-huge", lambda m: m.register_module("big", Echo(), {"prompt": "x" * 100_000}), SecurityError,

@@ -24,7 +24,7 @@ from ..keys import PRIORITY_LEVELS, Keys
 from ..scripts import ScriptSet
 from ..security import SecurityValidator
 from .events import EventBus
-from .registry import ModuleRegistry
+from .registry import ModuleRegistration, ModuleRegistry
 from .runtime import FUNC_NAME
 from .types import Priority, TaskStatus
 
@@ -129,7 +129,11 @@ def _iso_to_epoch(raw: bytes | None) -> float | None:
 
 class TaskClient:
     def __init__(self, connection: redis.Redis, keys: Keys | None = None, max_queue_size: int = 0,
-                 task_timeout: float | None = None, timing: Timing | None = None):
+                 task_timeout: float | None = None, timing: Timing | None = None,
+                 require_registration: bool = True):
+        """``require_registration=False``: tasks may name any (valid) module and method;
+        for a standalone TaskScheduler, whose tasks no worker runs."""
+        self.require_registration = require_registration
         self.connection = connection
         self.keys = keys or Keys()
         self.max_queue_size = max_queue_size
@@ -145,14 +149,21 @@ class TaskClient:
     def _registration(self, name: Any, cache: _BatchCache):
         registration = cache.registrations.get(name) if isinstance(name, str) else None
         if registration is None:
-            registration = cache.registrations[name] = self.registry.require(name)
+            if self.require_registration:
+                registration = self.registry.require(name)
+            else:
+                registration = ModuleRegistration(SecurityValidator.validate_module_name(name), "")
+            cache.registrations[name] = registration
         return registration
 
     def _method(self, registration, method_name: Any, cache: _BatchCache) -> str:
         key = (registration.name, method_name) if isinstance(method_name, str) else None
         method = cache.methods.get(key) if key else None
         if method is None:
-            method = self.registry.check_method(registration, method_name)
+            if self.require_registration:
+                method = self.registry.check_method(registration, method_name)
+            else:
+                method = SecurityValidator.validate_method_name(method_name)
             cache.methods[key] = method
         return method
 

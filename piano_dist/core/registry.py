@@ -9,6 +9,7 @@ import importlib
 import inspect
 import json
 import re
+import types
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -59,6 +60,18 @@ def method_problem(module: Any, method_name: Any) -> str | None:
         return (f"module {type(module).__name__} has no public method {method_name!r} that tasks may run; "
                 f"runnable: {', '.join(sorted(_runnable(type(module)))) or 'none'}")
     return None
+
+
+def check_module_object(name: str, module: Any) -> None:
+    """Any instance whose class defines public methods can be a module (BaseModule is the
+    recommended base, not a requirement). Classes, Python modules and functions are
+    refused: tasks run methods of one instance."""
+    if module is None or isinstance(module, (type, types.ModuleType, types.FunctionType,
+                                             types.BuiltinFunctionType, types.MethodType)):
+        raise TypeError(f"module {name!r} must be an instance whose public methods run as tasks, "
+                        f"not {module!r}")
+    if not runnable_methods(type(module)):
+        raise TypeError(f"module {name!r} ({type(module).__name__}) has no public methods to run as tasks")
 
 
 def class_path(cls: type) -> str:
@@ -122,8 +135,7 @@ class ModuleRegistry:
     def register(self, name: str, module: Any, config: dict | None = None,
                  agent_id: str | None = None) -> ModuleRegistration:
         SecurityValidator.validate_module_name(name)
-        if not isinstance(module, BaseModule):
-            raise TypeError(f"module {name!r} must be a BaseModule instance, not {type(module).__name__}")
+        check_module_object(name, module)
         if config is not None and not isinstance(config, dict):
             raise TypeError(f"config for module {name!r} must be a dict, not {type(config).__name__}")
         SecurityValidator.validate_module_config(config, name)

@@ -110,15 +110,19 @@ class ResourceCoordinator:
     def register_resource(self, resource_id: str, resource: Any, resource_type: ResourceType) -> None:
         """Record the id and type cluster-wide; keep ``resource`` in this process.
 
-        ValueError if the id is already registered (by any process); use
-        :meth:`attach_resource` to give this process the object of a resource
-        registered elsewhere.
+        Registering an id that already exists with the same type adopts it (any process,
+        any coordinator: this process's object becomes ``resource``, locks held on it stay
+        as they are); a different type raises ValueError naming both.
         """
         self._check_open()
         _require_id("resource_id", resource_id)
         kind = parse_resource_type(resource_type)
         if not self.connection.hsetnx(self.keys.resource_registry, resource_id, kind.value):
-            raise ValueError(f"resource {resource_id!r} is already registered")
+            existing = self.connection.hget(self.keys.resource_registry, resource_id)
+            if _type_of(existing) is not kind:
+                raise ValueError(f"resource {resource_id!r} is already registered as type "
+                                 f"{_s(existing) if existing is not None else 'unknown'!r}, not "
+                                 f"{kind.value!r}; unregister it first to change its type")
         self._resources[resource_id] = resource
 
     def attach_resource(self, resource_id: str, resource: Any) -> None:
@@ -138,6 +142,24 @@ class ResourceCoordinator:
         if outcome == "busy":
             raise ResourceBusyError(f"resource {resource_id!r} is still locked or waited for")
         self._resources.pop(resource_id, None)
+
+    # --- the seed's views (read from Redis, or this process's own objects) ---------------
+    @property
+    def resources(self) -> dict[str, Any]:
+        """resource id -> this process's object, for every registered resource (None where
+        the object lives in another process)."""
+        return {rid: self._resources.get(rid) for rid in self.registered_resources()}
+
+    @property
+    def resource_types(self) -> dict[str, ResourceType | None]:
+        """resource id -> ResourceType, as registered cluster-wide."""
+        return {rid: _type_of(kind) for rid, kind in self.registered_resources().items()}
+
+    @property
+    def active_locks(self) -> dict[str, ResourceLock]:
+        """lock id -> ResourceLock for the locks this coordinator holds now."""
+        with self._guard:
+            return {lock_id: dataclasses.replace(h.lock) for lock_id, h in self._held.items()}
 
     # --- acquiring one resource --------------------------------------------------------
     def acquire_resource(self, resource_id: str, access_mode: AccessMode, holder_id: str,
@@ -420,7 +442,8 @@ class ResourceCoordinator:
                 if message.startswith("d:"):
                     return self._abort_as_victim(wait_keys, lock_id, json.loads(message[2:]))
                 continue
-            if check_deadlock_at is not None and time.monotonic() >= check_deadlock_at:
+            # A request past its own deadline just times out: it is no deadlock victim.
+            if check_deadlock_at is not None and check_deadlock_at <= time.monotonic() < deadline:
                 report = _s(self._scripts.lock_deadlock(keys=[self.keys.lock_waitfor], args=[owner, DEADLOCK_SEARCH_BUDGET]))
                 if report:
                     found = json.loads(report)

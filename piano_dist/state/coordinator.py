@@ -19,6 +19,8 @@ import threading
 import time
 import uuid
 import weakref
+from collections import defaultdict
+from collections.abc import Mapping
 from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Optional
 
@@ -127,7 +129,9 @@ class StateCoordinator:
         with self._lock:
             if self._modules.pop(module_id, None) is None:
                 raise KeyError(f"module {module_id!r} is not registered with this StateCoordinator")
+        paths = self._dispatcher.subscriptions().get(module_id, set())
         self._dispatcher.unsubscribe(module_id)
+        self.store.remove_subscriptions(module_id, paths)
 
     def _module_ref(self, module_id: str) -> Any:
         ref = self._modules.get(module_id)
@@ -141,9 +145,11 @@ class StateCoordinator:
         """Deliver changes at ``path``, inside it, or replacing it, to the module."""
         self._require_module(module_id)
         self._dispatcher.subscribe(module_id, validate_state_path(path))
+        self.store.add_subscription(module_id, path)
 
     def unsubscribe_from_path(self, module_id: str, path: str) -> None:
         self._dispatcher.unsubscribe(module_id, path)
+        self.store.remove_subscriptions(module_id, [path])
 
     @property
     def subscriptions(self) -> dict[str, set[str]]:
@@ -153,6 +159,18 @@ class StateCoordinator:
             for path in paths:
                 by_path.setdefault(path, set()).add(module_id)
         return by_path
+
+    @property
+    def path_subscribers(self) -> defaultdict[str, set[str]]:
+        """path -> ids of the modules subscribed to it, in any process of this agent (read
+        from Redis; a subscription lasts until unsubscribed or its module unregistered).
+        Delivery happens in the processes where the module subscribed."""
+        return defaultdict(set, self.store.subscriptions_by_path())
+
+    @property
+    def state_snapshots(self) -> "SnapshotView":
+        """snapshot id -> StateSnapshot, read from Redis on access (oldest first)."""
+        return SnapshotView(self.store)
 
     @property
     def registered_modules(self) -> dict[str, Any]:
@@ -349,9 +367,49 @@ class StateCoordinator:
 
     # --- snapshots -------------------------------------------------------------------
     def create_snapshot(self, snapshot_id: Optional[str] = None) -> str:
+        """Snapshot the agent's state. Direct edits made to the local object's JSON
+        attributes (``agent_state.x = ...`` without propose_change) are first applied to
+        the shared state as UPDATE changes by module ``agent_state``, so the snapshot
+        holds what this process's object shows, as the seed's snapshot of
+        ``agent_state.__dict__`` did."""
         snapshot_id = validate_snapshot_id(snapshot_id or f"snapshot_{int(time.time() * 1000)}_{uuid.uuid4().hex[:8]}")
+        self._check_open()
+        self.publish_local_edits()
         self.store.create_snapshot(snapshot_id, self.max_snapshots)
         return snapshot_id
+
+    def publish_local_edits(self) -> list[str]:
+        """Apply top-level attributes of the local object that differ from the shared
+        state (edited directly, not through propose_change) as changes by module
+        ``agent_state``, all at once; return their paths. Attributes that are not JSON
+        values stay local, as at construction."""
+        target = self.agent_state
+        if target is None or isinstance(target, RedisAgentState):
+            return []
+        for _ in range(5):
+            self._dispatcher.sync_mirror()
+            state, cursor = self.store.read_all_with_cursor()
+            if cursor == self._dispatcher.mirror_cursor:
+                break  # the object has every logged change: what differs was edited here
+        else:
+            logger.warning("agent %r: state kept changing; local edits not published", self.agent_id)
+            return []
+        proposals = []
+        for name, value in public_items(target).items():
+            if not is_path_segment(name) or name.startswith("_"):
+                continue
+            as_json = _as_json(value)
+            if as_json is MISSING or as_json == state.get(name, MISSING):
+                continue
+            try:
+                proposals.append(make_proposal("agent_state", name, value, StateChangeType.UPDATE,
+                                               metadata={"published": "local edit"}))
+            except (SecurityError, ValueError):
+                continue  # not a state value: it stays local
+        if proposals:
+            self.store.apply_atomic([p.atomic() for p in proposals], current_fence())
+            self._after_apply()
+        return [p.path for p in proposals]
 
     def restore_snapshot(self, snapshot_id: str) -> bool:
         """Replace the agent's state with the snapshot (atomically; subscribers are told
@@ -359,7 +417,20 @@ class StateCoordinator:
         validate_snapshot_id(snapshot_id)
         self.store.restore(snapshot_id, uuid.uuid4().hex, current_fence())
         self._after_apply()
+        self._overwrite_local_edits()
         return True
+
+    def _overwrite_local_edits(self) -> None:
+        """Give the local object the shared state's values where it was edited directly
+        (the restore logged only what changed in Redis, so such edits were not undone)."""
+        target = self.agent_state
+        if target is None or isinstance(target, RedisAgentState):
+            return
+        local = public_items(target)
+        for name, value in self.store.read_all().items():
+            current = local.get(name, MISSING)
+            if current is MISSING or _as_json(current) != value:
+                write_into_object(target, name, value)
 
     def list_snapshots(self) -> list[str]:
         """Snapshot ids, oldest first."""
@@ -462,6 +533,27 @@ class StateCoordinator:
 
     def __exit__(self, *exc) -> None:
         self.shutdown()
+
+
+class SnapshotView(Mapping):
+    """The agent's snapshots as the seed's ``state_snapshots`` dict, read from Redis."""
+
+    def __init__(self, store: StateStore):
+        self._store = store
+
+    def __getitem__(self, snapshot_id: str) -> StateSnapshot:
+        if not isinstance(snapshot_id, str) or snapshot_id not in self._store.snapshot_ids():
+            raise KeyError(snapshot_id)
+        return self._store.get_snapshot(snapshot_id)
+
+    def __contains__(self, snapshot_id: object) -> bool:
+        return isinstance(snapshot_id, str) and snapshot_id in self._store.snapshot_ids()
+
+    def __iter__(self):
+        return iter(self._store.snapshot_ids())
+
+    def __len__(self) -> int:
+        return self._store.snapshot_count()
 
 
 def _as_json(value: Any) -> Any:

@@ -76,6 +76,11 @@ class ChangeDispatcher:
                 del self._subscriptions[module_id]
                 self._cursors.pop(module_id, None)
 
+    @property
+    def mirror_cursor(self) -> str:
+        """Id of the last logged change written into the local object."""
+        return self._mirror_cursor
+
     def subscriptions(self) -> dict[str, set[str]]:
         with self._subs_lock:
             return {m: set(p) for m, p in self._subscriptions.items()}

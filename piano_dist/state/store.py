@@ -69,6 +69,7 @@ class StateStore:
         self.log, self.resolvers, self.modvers, self.stats_key = k("log"), k("resolvers"), k("modvers"), k("stats")
         self.baseline, self.scratch, self.cursors = k("baseline"), k("scratch"), k("cursors")
         self.snapinfo, self.snapidx = k("snapinfo"), k("snapidx")
+        self.subscribers = k("subscribers")
         self.change_prefix = self.keys.state_change_prefix(agent_id)
         self.snapshot_prefix = self.keys.state_snapshot_prefix(agent_id)
         self.channel = self.keys.state_channel(agent_id)
@@ -291,6 +292,27 @@ class StateStore:
     def set_cursors(self, cursors: Mapping[str, str]) -> None:
         if cursors:
             self.conn.hset(self.cursors, mapping=dict(cursors))
+
+    # --- subscriptions (the agent-wide record; delivery is per process) ---------------
+    def add_subscription(self, module_id: str, path: str) -> None:
+        self.conn.hset(self.subscribers, json.dumps([module_id, path]), "1")
+
+    def remove_subscriptions(self, module_id: str, paths: Iterable[str]) -> None:
+        fields = [json.dumps([module_id, p]) for p in paths]
+        if fields:
+            self.conn.hdel(self.subscribers, *fields)
+
+    def subscriptions_by_path(self) -> dict[str, set[str]]:
+        """path -> module ids subscribed to it, in any process."""
+        by_path: dict[str, set[str]] = {}
+        for raw in self.conn.hkeys(self.subscribers):
+            try:
+                module_id, path = json.loads(raw)
+            except (ValueError, TypeError):
+                continue  # not ours: ignore rather than fail a read
+            if isinstance(module_id, str) and isinstance(path, str):
+                by_path.setdefault(path, set()).add(module_id)
+        return by_path
 
     def init_cursor(self, subscriber: str, log_id: str) -> str:
         """The subscriber's stored cursor, or ``log_id`` stored as its first one."""
