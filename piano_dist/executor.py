@@ -22,6 +22,7 @@ from .config import Timing
 from .connection import get_connection
 from .core.types import ExecutorMetrics, ModuleTask
 from .direct_execution import DirectRunner
+from .in_process_args import InProcessArguments
 from .keys import Keys
 
 
@@ -29,7 +30,10 @@ class ModuleExecutor:
     def __init__(self, max_workers: int = 4, max_queue_size: int = 100, enable_monitoring: bool = True,
                  cleanup_interval: float = 300, *, redis_url: str | None = None,
                  connection: redis.Redis | None = None, prefix: str | None = None,
-                 local_modules: dict | None = None, name: str | None = None, timing: Timing | None = None):
+                 local_modules: dict | None = None, name: str | None = None, timing: Timing | None = None,
+                 in_process: InProcessArguments | None = None):
+        """``in_process``: the arguments of tasks pinned to this process; its slots also
+        serve that queue group (see piano_dist/in_process_args.py)."""
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 0:
             raise ValueError(f"max_workers must be a non-negative integer, not {max_workers!r}")
         self.max_workers = max_workers
@@ -40,6 +44,7 @@ class ModuleExecutor:
         self.keys = Keys(prefix)
         self.timing = timing or Timing()
         self.local_modules = local_modules if local_modules is not None else {}
+        self.in_process = in_process
         self._name = name
         self.worker = None
         self._started = False
@@ -74,9 +79,16 @@ class ModuleExecutor:
                 return
             from .workers.piano_worker import PianoWorker, default_worker_name
 
-            self.worker = PianoWorker(connection=self.connection, prefix=self.keys.prefix,
+            queues = None
+            if self.in_process is not None:
+                # Pinned tasks first within each level, strict priority between levels.
+                own = self.keys.grouped(self.in_process.queue_group).queue_names
+                queues = [q for pair in zip(own, self.keys.queue_names) for q in pair]
+            self.worker = PianoWorker(queues, connection=self.connection, prefix=self.keys.prefix,
                                       concurrency=self.max_workers, local_modules=self.local_modules,
                                       name=self._name or default_worker_name("manager"), timing=self.timing)
+            if self.in_process is not None:
+                self.worker.engine.argument_source = self.in_process.resolve
             self.worker.register_birth()
             self.worker.engine.tick_hooks.append(self.worker._heartbeat_tick)
             self.worker.engine.start()

@@ -7,8 +7,10 @@ against the same Redis (``piano-dist worker``) share the work.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import re
 import threading
 import time
 from collections import deque
@@ -20,7 +22,8 @@ from .config import Timing
 from .connection import get_connection
 from .core.client import TaskClient, TaskSpec
 from .core.types import ModuleMetrics, ModuleState, ModuleTask, Priority, TaskStatus
-from .errors import ManagerShutdownError, UnknownModuleError
+from .errors import ManagerShutdownError, SecurityError, UnknownModuleError
+from .in_process_args import InProcessArguments, needs_process
 from .executor import ModuleExecutor
 from .keys import PRIORITY_LEVELS, Keys
 from .scheduler import SchedulingPolicy, TaskScheduler
@@ -28,6 +31,7 @@ from .security import SecurityValidator
 
 log = logging.getLogger("piano_dist.manager")
 
+_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 TASK_HISTORY_LIMIT = 1000
 _REFRESH_AT = 10_000  # submitted-and-unseen tasks that trigger a refresh on submit
 _MODULE_STATE_OF = {
@@ -94,9 +98,13 @@ class ConcurrentModuleManager:
         # look does not reset it.
         self.task_scheduler = TaskScheduler.for_cluster(scheduling_policy, max_pending_tasks=max_queue_size,
                                                         connection=self.connection, prefix=self.keys.prefix)
+        self.in_process = InProcessArguments() if max_workers > 0 else None
         self.module_executor = ModuleExecutor(max_workers, max_queue_size, enable_monitoring,
                                               connection=self.connection, prefix=self.keys.prefix,
-                                              local_modules=self.modules, timing=self.timing)
+                                              local_modules=self.modules, timing=self.timing,
+                                              in_process=self.in_process)
+        if self.in_process is not None:
+            self.task_scheduler.policies.add_origins(self._in_process_keys().queue_names)
         self._resource_coordinator = None
         self._state_coordinator = None
         self._coordinator_lock = threading.Lock()
@@ -174,6 +182,10 @@ class ConcurrentModuleManager:
         """Queue ``module.method(*args, **kwargs)``; return the task id.
 
         ``callback(status)`` is called once, in this process, with the final status dict.
+        Arguments are JSON values, except for a module registered with this manager
+        while it runs slots (``max_workers > 0``): objects are then kept in this process
+        and the task runs in its slots (see piano_dist/in_process_args.py).
+
         Raises UnknownModuleError (a KeyError), SecurityError (a ValueError) for bad
         input, UnknownTaskError for an unknown dependency, QueueFullError past
         ``max_queue_size`` and ManagerShutdownError after shutdown.
@@ -183,9 +195,43 @@ class ConcurrentModuleManager:
                         kwargs, priority, dependencies, callback,
                         timeout if timeout is not None else max_duration,
                         allow_failure, retries, retry_delay, max_attempts, None)
-        task_id = self.client.submit(spec)
+        if isinstance(spec.args, tuple) and needs_process(spec.args, spec.kwargs):
+            task_id = self._submit_in_process(spec)
+        else:
+            task_id = self.client.submit(spec)
         self._track([(task_id, spec)])
         return task_id
+
+    def _in_process_keys(self) -> Keys:
+        return self.keys.grouped(self.in_process.queue_group)
+
+    def _submit_in_process(self, spec: TaskSpec) -> str:
+        if self.in_process is None or spec.module_name not in self.modules:
+            try:
+                SecurityValidator.encode_execution_args(spec.args, spec.kwargs)
+            except SecurityError as exc:
+                where = ("this manager runs no slots (max_workers=0)" if self.in_process is None
+                         else f"module {spec.module_name!r} is not registered with this manager")
+                raise SecurityError(f"{exc} (objects as arguments stay in the submitting process, so they are "
+                                    f"accepted only for modules registered with a manager that runs slots; "
+                                    f"{where})") from None
+        in_process = self.in_process
+        task_id = f"{_ID_UNSAFE.sub('_', spec.module_name)[:40]}_{spec.method_name}_{os.urandom(8).hex()}"
+        user_callback = spec.callback
+
+        def ended(status: dict) -> None:
+            in_process.discard(task_id)
+            if user_callback is not None:
+                user_callback(status)
+
+        stand_in_args, stand_in_kwargs = in_process.keep(task_id, spec.args, spec.kwargs)
+        pinned = dataclasses.replace(spec, args=stand_in_args, kwargs=stand_in_kwargs, callback=ended,
+                                     task_id=task_id)
+        try:
+            return self.client.submit(pinned, queue_group=in_process.queue_group)
+        except BaseException:
+            in_process.discard(task_id)
+            raise
 
     def submit_many(self, specs: Iterable[Any]) -> list[str]:
         """Submit many tasks (TaskSpec or dicts of submit_task's arguments) in one round trip."""
@@ -226,6 +272,8 @@ class ConcurrentModuleManager:
                 task.state = _MODULE_STATE_OF.get(status["status"], task.state)
                 task.started_at = status.get("started_at") or task.started_at
                 if TaskStatus(status["status"]).is_terminal:
+                    if self.in_process is not None:
+                        self.in_process.discard(task_id)
                     task.completed_at = status.get("ended_at")
                     task.result = status.get("result")
                     task.error = status.get("error")
@@ -329,6 +377,8 @@ class ConcurrentModuleManager:
             return
         self._is_shutdown = True
         self.module_executor.shutdown(timeout)
+        if self.in_process is not None:
+            self._end_in_process_tasks()
         self.client.events.stop()
         for coordinator in (self._resource_coordinator, self._state_coordinator):
             if coordinator is not None and hasattr(coordinator, "shutdown"):
@@ -336,6 +386,19 @@ class ConcurrentModuleManager:
                     coordinator.shutdown()
                 except Exception:
                     log.exception("coordinator shutdown failed")
+
+    def _end_in_process_tasks(self) -> None:
+        """Tasks pinned here cannot run anywhere else: cancel those left, forget the queues."""
+        names = self._in_process_keys().queue_names
+        try:
+            for task_id in self.in_process.task_ids():
+                self.client.cancel(task_id, f"its in-process arguments ended with manager "
+                                            f"{self.module_executor.name or 'slots'}")
+                self.in_process.discard(task_id)
+            self.task_scheduler.policies.remove_origins(names)
+            self.connection.srem(self.keys.rq_queues_set(), *[self.keys.rq_queue(q) for q in names])
+        except redis.RedisError as exc:
+            log.warning("could not cancel this manager's pinned tasks at shutdown: %s", exc)
 
     def __enter__(self):
         return self

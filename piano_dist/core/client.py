@@ -180,9 +180,11 @@ class TaskClient:
                 cache.priorities[key] = priority
         return priority
 
-    def _prepare(self, spec: TaskSpec, cache: _BatchCache | None = None) -> PreparedTask:
+    def _prepare(self, spec: TaskSpec, cache: _BatchCache | None = None,
+                 queue_group: str | None = None) -> PreparedTask:
         if cache is None:
             cache = _BatchCache()
+        keys = self.keys if queue_group is None else self.keys.grouped(queue_group)
         registration = self._registration(spec.module_name, cache)
         method = self._method(registration, spec.method_name, cache)
         args, kwargs, args_json, kwargs_json = SecurityValidator.encode_execution_args(spec.args, spec.kwargs)
@@ -225,15 +227,15 @@ class TaskClient:
         # Types too: 1 == 1.0 == True as keys, but they encode differently.
         options = (module, method, priority, agent, type(agent), timeout, type(timeout), spec.retries,
                    type(spec.retries), spec.retry_delay, type(spec.retry_delay), spec.max_attempts,
-                   type(spec.max_attempts), spec.keep_result)
+                   type(spec.max_attempts), spec.keep_result, queue_group)
         try:
             profile = cache.profiles.get(options)
         except TypeError:  # an unhashable agent id: its encoding below raises as before
             options, profile = None, None
         if profile is None:
             profile = [
-                self.keys.queue_name(priority.level), str(int(priority)), module,
-                "origin", self.keys.queue_name(priority.level),
+                keys.queue_name(priority.level), str(int(priority)), module,
+                "origin", keys.queue_name(priority.level),
                 "description", f"{module}.{method}",
                 "piano_module", module,
                 "piano_method", method,
@@ -344,8 +346,9 @@ class TaskClient:
         """task_submit_many's refusals (task number → message), as the errors a script call raises."""
         return {int(result[i]): redis.ResponseError(result[i + 1].decode()) for i in range(0, len(result), 2)}
 
-    def submit(self, spec: TaskSpec) -> str:
-        task = self._prepare(spec)
+    def submit(self, spec: TaskSpec, queue_group: str | None = None) -> str:
+        """``queue_group``: queue the task on that group's queues instead of the cluster's."""
+        task = self._prepare(spec, queue_group=queue_group)
         if task.callback is not None:
             self.events.add_task_callback(task.task_id, task.callback)
         try:

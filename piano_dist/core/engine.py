@@ -141,6 +141,9 @@ class SlotEngine:
         # Called with (task context, recorded outcome, seconds, result JSON or error text)
         # once each outcome is recorded (refused ones excluded): the worker's task log.
         self.outcome_hooks: list[Callable[[TaskContext, str, float, str], None]] = []
+        # The manager's slots: arguments its process holds for tasks pinned to it
+        # (piano_dist/in_process_args.py), put back in place of their JSON stand-ins.
+        self.argument_source: Callable[[ClaimedTask], tuple[list, dict] | None] | None = None
 
     # --- lifecycle ----------------------------------------------------------------
     def start(self, burst: bool = False) -> None:
@@ -315,6 +318,10 @@ class SlotEngine:
         if problem:
             self._finish(ctx, "failed", f"refused to run {task.module}.{task.method}: {problem}", 0.0)
             return
+        if self.argument_source is not None:
+            held = self.argument_source(task)
+            if held is not None:
+                task.args, task.kwargs = held
         if self.isolation == "process":
             outcome, payload, value = self._call_in_child(module, task, ctx)
             if outcome == "killed":
