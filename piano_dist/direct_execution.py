@@ -31,7 +31,8 @@ class DirectRunner:
         self._lock = threading.Condition()
         self._paused = False
         self._closed = False
-        self._futures: dict[str, Future] = {}
+        self._futures: dict[str, Future] = {}  # not ended (a timed-out call's thread may run on)
+        self._waiting: set[str] = set()  # not started
         self._running: set[str] = set()
         self._deadlines: list[tuple[float, int, str, Future]] = []
         self._seq = 0
@@ -59,13 +60,14 @@ class DirectRunner:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the executor has been shut down")
-            waiting = len(self._futures) - len(self._running)
+            waiting = len(self._waiting)
             if self.max_queue_size and waiting >= self.max_queue_size:
                 raise RuntimeError(f"executor queue is full: {waiting} tasks waiting, max_queue_size is "
                                    f"{self.max_queue_size}; task {task.task_id} not run")
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="piano-direct")
             self._futures[task.task_id] = future
+            self._waiting.add(task.task_id)
         task.state = ModuleState.QUEUED
         future.add_done_callback(lambda f, tid=task.task_id: self._forget(tid, f))
         self._pool.submit(self._run, task, method, args, kwargs, future, timeout)
@@ -75,7 +77,10 @@ class DirectRunner:
         with self._lock:
             while self._paused and not self._closed:
                 self._lock.wait(0.5)
-        if not future.set_running_or_notify_cancel():
+        started = future.set_running_or_notify_cancel()
+        with self._lock:
+            self._waiting.discard(task.task_id)
+        if not started:
             task.state = ModuleState.CANCELLED
             return
         with self._lock:
@@ -148,6 +153,8 @@ class DirectRunner:
         with self._lock:
             if self._futures.get(task_id) is future:
                 del self._futures[task_id]
+                if future.cancelled():
+                    self._waiting.discard(task_id)
             self._lock.notify_all()
 
     def cancel(self, task_id: str) -> bool:
@@ -172,7 +179,7 @@ class DirectRunner:
     def counts(self) -> tuple[int, int]:
         """(waiting, running) direct tasks."""
         with self._lock:
-            return len(self._futures) - len(self._running), len(self._running)
+            return len(self._waiting), len(self._running)
 
     def wait_all(self, timeout: float | None = None) -> list[str]:
         """Wait until no direct task is waiting or running; return the ids that ended meanwhile."""
