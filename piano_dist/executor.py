@@ -205,7 +205,8 @@ class ModuleExecutor:
                 "process_threads": threading.active_count()}
 
     def __enter__(self):
-        self.start()
+        # As the seed's: a context for direct calls. Slots on the cluster's queues start
+        # only through start() (the manager calls it), never as a side effect of `with`.
         return self
 
     def __exit__(self, *exc):
