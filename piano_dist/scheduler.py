@@ -157,7 +157,8 @@ class TaskScheduler:
         self._check_open()
         rows = self.client.scripts.task_claim(
             keys=[self.keys.rq_queue(q) for q in self.keys.queue_names],
-            args=[self.keys.prefix, self.worker_name, int(self.lease * 1000), 1, "[]", 100])
+            args=[self.keys.prefix, self.worker_name, int(self.lease * 1000), 1, "[]", 100,
+                  "" if self.is_cluster else "any"])
         if not rows:
             return None
         row = [_text(v) for v in rows[0]]

@@ -80,6 +80,20 @@ def test_a_worker_builds_an_importable_plain_class(redis_url):
         manager.shutdown()
 
 
+def test_a_plain_class_is_built_only_from_an_explicitly_allowed_path(redis_url):
+    manager = _manager(redis_url, workers=0)
+    manager.register_module("counter", PlainCounter())
+    worker = WorkerProcess(redis_url, concurrency=1, env={"PIANO_ALLOWED_MODULES": "*"})
+    try:
+        task = manager.submit_task("counter", "run")
+        why = wait_until(lambda: (manager.get_task_status(task) or {}).get("waiting_because"), timeout=30,
+                         message="the worker to set the task aside")
+        assert "is not a BaseModule subclass" in why and "PIANO_ALLOWED_MODULES" in why
+    finally:
+        worker.stop()
+        manager.shutdown()
+
+
 def test_tasks_of_an_unimportable_plain_class_say_why_they_wait(redis_url):
     class Hidden:
         def run(self):
@@ -232,3 +246,4 @@ def test_execute_task_needs_no_registration_and_returns_a_future(redis_url):
         executor.shutdown(timeout=2)
     with pytest.raises(RuntimeError, match="shut down"):
         executor.execute_task(ModuleTask("t6", "anything", "run", args=(1,)), Plain())
+

@@ -59,6 +59,14 @@ class AllowList:
             return True
         return any(module_path == p or module_path.startswith(p + ".") for p in self.prefixes)
 
+    def lists(self, class_path: str) -> bool:
+        """True when the class's module path is under a prefix listed explicitly (not
+        the always-trusted ``piano_dist``, not ``*``): such a path is the user's own code,
+        so a plain class there (not a BaseModule subclass) may be built as a module too."""
+        module_path = class_path.partition(":")[0]
+        return any(module_path == p or module_path.startswith(p + ".")
+                   for p in self.prefixes if p not in (ALWAYS_ALLOWED, ALLOW_ALL))
+
     def describe(self) -> str:
         return ", ".join(self.prefixes)
 

@@ -2,7 +2,7 @@
 
 Registrations are read back from Redis, so they are untrusted: a class is imported only
 when the process's AllowList allows its import path, and only a BaseModule subclass is
-constructed.
+constructed (or any class, from an import path the AllowList lists explicitly).
 """
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ class ModuleLoader:
             return instance
 
     def _build(self, registration: ModuleRegistration) -> Any:
-        cls = registration.import_class()
+        cls = registration.import_class(plain_allowed=self.allowed.lists(registration.class_path))
         agent_state = self.agent_state_factory(registration.agent_id, self.registry.connection)
         factory = getattr(cls, "from_registration", None)
         if callable(factory):

@@ -112,9 +112,11 @@ class ModuleRegistration:
                                     f"or agent_id")
         return cls(name, class_path, config, methods, agent_id)
 
-    def import_class(self) -> type:
+    def import_class(self, plain_allowed: bool = False) -> type:
         """Import the registered class. Check the class path against the worker's
-        AllowList first: importing a module runs its code."""
+        AllowList first: importing a module runs its code. A class that is not a
+        BaseModule subclass (a seed-style plain module) is accepted only with
+        ``plain_allowed`` (its path listed explicitly in the AllowList)."""
         module_path, _, qualname = self.class_path.partition(":")
         if not all(_QUALNAME_PART.fullmatch(part) for part in qualname.split(".")):
             raise ImportError(f"{self.class_path} cannot be imported by name (a class defined in a "
@@ -122,8 +124,11 @@ class ModuleRegistration:
         obj: Any = importlib.import_module(module_path)
         for part in qualname.split("."):
             obj = getattr(obj, part)
-        if not (isinstance(obj, type) and issubclass(obj, BaseModule)):
-            raise TypeError(f"{self.class_path} is not a BaseModule subclass")
+        if not isinstance(obj, type):
+            raise TypeError(f"{self.class_path} is not a class")
+        if not issubclass(obj, BaseModule) and not plain_allowed:
+            raise TypeError(f"{self.class_path} is not a BaseModule subclass (a plain class is built only "
+                            f"from an import path listed in PIANO_ALLOWED_MODULES or `--allow`)")
         return obj
 
 

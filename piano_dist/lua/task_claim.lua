@@ -24,6 +24,8 @@
   ARGV[5]    JSON object {module: why this worker cannot load it} (a JSON list of
              module names is accepted too)
   ARGV[6]    how many tasks to set aside (or look past, for quotas) per call at most
+  ARGV[7]    optional: "any" to take tasks of any module name, registered or not (a
+             standalone TaskScheduler's own queue group, whose tasks no worker runs)
 
   Returns a list of {id, module, method, payload, timeout, attempts, origin, agent,
   registration} (registration: the module's JSON in <prefix>:modules).
@@ -41,6 +43,7 @@ do
   end
 end
 local window = tonumber(ARGV[6])
+local any_module = ARGV[7] == 'any'
 local budget = window
 local paused_key = P .. ':paused'
 local any_paused = redis.call('SCARD', paused_key) > 0
@@ -74,7 +77,7 @@ local function unstartable(module)
   if skip[module] then
     return 'worker ' .. worker .. ' cannot load module ' .. module .. ': ' .. skip[module]
   end
-  if not registration(module) then
+  if not any_module and not registration(module) then
     return 'module ' .. module .. ' is not registered; the task waits until it is registered again (or is cancelled)'
   end
   return nil
