@@ -91,6 +91,8 @@ class ConcurrentModuleManager:
         # Tasks this manager submitted and has not seen end: the seed's active_tasks,
         # refreshed from Redis when read; ended ones move to task_history.
         self._submitted: dict[str, ModuleTask] = {}
+        self._untracked: list[tuple[list[str], list[TaskSpec], float]] = []
+        self._untracked_count = 0
         self._submitted_lock = threading.Lock()
         self.task_history: deque[ModuleTask] = deque(maxlen=TASK_HISTORY_LIMIT)
         # A policy given here becomes the cluster's (every worker follows it); None keeps
@@ -199,7 +201,7 @@ class ConcurrentModuleManager:
             task_id = self._submit_in_process(spec)
         else:
             task_id = self.client.submit(spec)
-        self._track([(task_id, spec)])
+        self._track([task_id], [spec])
         return task_id
 
     def _in_process_keys(self) -> Keys:
@@ -238,27 +240,37 @@ class ConcurrentModuleManager:
         self._check_open()
         specs = [TaskSpec.coerce(s, i) for i, s in enumerate(specs)]
         ids = self.client.submit_many(specs)
-        self._track(zip(ids, specs))
+        self._track(ids, specs)
         return ids
 
     # --- the seed's active_tasks / task_history ------------------------------------------
-    def _track(self, submitted: Iterable[tuple[str, TaskSpec]]) -> None:
-        now = time.time()
+    def _track(self, ids: list[str], specs: list[TaskSpec]) -> None:
+        # O(1) here (submit_many's caller gets its ids back at once); ModuleTasks are
+        # built when active_tasks or task_history is next read.
         with self._submitted_lock:
-            for task_id, spec in submitted:
+            self._untracked.append((ids, specs, time.time()))
+            self._untracked_count += len(ids)
+            crowded = self._untracked_count + len(self._submitted) >= _REFRESH_AT
+        if crowded:
+            self._refresh_submitted()
+
+    def _expand_untracked(self) -> None:
+        """Under _submitted_lock: ModuleTasks for the tasks submitted since the last read."""
+        for ids, specs, created in self._untracked:
+            for task_id, spec in zip(ids, specs):
                 try:
                     priority = Priority.parse(spec.priority)
                 except ValueError:
                     priority = Priority.NORMAL
                 self._submitted[task_id] = ModuleTask(
                     task_id, spec.module_name, spec.method_name, tuple(spec.args or ()), dict(spec.kwargs or {}),
-                    priority, spec.timeout, set(spec.dependencies or ()), created_at=now)
-            crowded = len(self._submitted) >= _REFRESH_AT
-        if crowded:
-            self._refresh_submitted()
+                    priority, spec.timeout, set(spec.dependencies or ()), created_at=created)
+        self._untracked.clear()
+        self._untracked_count = 0
 
     def _refresh_submitted(self) -> dict[str, ModuleTask]:
         with self._submitted_lock:
+            self._expand_untracked()
             ids = list(self._submitted)
         statuses = self.client.get_statuses(ids) if ids else {}
         with self._submitted_lock:
@@ -302,6 +314,7 @@ class ConcurrentModuleManager:
         cancelled = self.client.cancel(task_id)
         if cancelled:
             with self._submitted_lock:
+                self._expand_untracked()
                 task = self._submitted.pop(task_id, None)
                 if task is not None:
                     task.state = ModuleState.CANCELLED

@@ -137,7 +137,8 @@ def test_objects_as_arguments_stay_in_the_submitting_process(redis_url, redis_cl
         assert {s["worker"] for s in statuses.values()} == {manager.module_executor.name}
         stored = redis_client.hget(Keys().rq_job(ids[0]), "piano_payload").decode()
         assert "<in-process ResourceCoordinator>" in stored
-        assert manager.in_process.task_ids() == []  # forgotten once ended
+        assert manager.active_tasks == {}
+        assert manager.in_process.task_ids() == []  # forgotten once seen ended
     finally:
         worker.stop()
         manager.shutdown()
