@@ -49,6 +49,22 @@ class Keys:
     def queue_names(self) -> list[str]:
         return [self.queue_name(level) for level in PRIORITY_LEVELS]
 
+    def owns_origin(self, origin: str | bytes | None) -> bool:
+        """Whether a task whose RQ ``origin`` is this queue name belongs to this deployment:
+        one of its cluster queues (``<prefix>.<level>``) or of its queue groups
+        (``<prefix>@<group>.<level>``), whichever group this Keys stands for. Mirrors
+        ``owned`` in piano_dist/lua/includes/task_common.lua."""
+        if isinstance(origin, bytes):
+            origin = origin.decode("utf-8", "replace")
+        if not isinstance(origin, str):
+            return False
+        if origin.startswith(self.prefix + "."):
+            return origin[len(self.prefix) + 1:] in PRIORITY_LEVELS
+        if origin.startswith(self.prefix + "@"):
+            group, _, level = origin[len(self.prefix) + 1:].rpartition(".")
+            return level in PRIORITY_LEVELS and bool(_GROUP_RE.fullmatch(group))
+        return False
+
     @staticmethod
     def rq_queue(queue_name: str) -> str:
         return f"{RQ_PREFIX}:queue:{queue_name}"

@@ -110,3 +110,18 @@ def test_a_policy_change_indexes_a_schedulers_queued_tasks(redis_url):
     assert scheduler.policies.set_policy(SchedulingPolicy.ROUND_ROBIN) == 4
     assert [t.task_id for t in _drain(scheduler)] == ["a0", "b0", "a1", "a2"]
     scheduler.shutdown()
+
+
+def test_a_schedulers_tasks_belong_to_its_deployment_only(redis_url):
+    ours = TaskScheduler(None, prefix="piano")
+    theirs = TaskScheduler(None, prefix="piano.other")  # a prefix that starts like ours
+    ours.schedule_task(ModuleTask("g1", "m"))
+    assert ours.get_task_status("g1").value == "queued"
+    assert theirs.get_task_status("g1") is None and not theirs.cancel_task("g1")
+    with pytest.raises(Exception, match="dependency g1 is not a known task"):
+        theirs.schedule_task(ModuleTask("g2", "m"), dependencies={"g1"})
+    assert ours.schedule_task(ModuleTask("g3", "m"), dependencies={"g1"})
+    assert Keys("piano").owns_origin("piano@sched-x.normal") and not Keys("piano").owns_origin("piano.other.normal")
+    assert not Keys("piano.other").owns_origin("piano@sched-x.normal")
+    ours.shutdown()
+    theirs.shutdown()

@@ -404,7 +404,7 @@ class TaskClient:
         rq_job = self.keys.rq_job
         # One EXISTS counts many keys: the ids must count 0 (ids are one namespace per
         # Redis). Outside parents must exist and be this deployment's (their queue).
-        own_queues = {q.encode() for q in self.queue_names}
+        owns = self.keys.owns_origin
         with self.connection.pipeline(transaction=False) as pipe:
             for start in range(0, len(ids), _EXISTS_CHUNK):
                 pipe.exists(*[rq_job(tid) for tid in ids[start:start + _EXISTS_CHUNK]])
@@ -413,7 +413,7 @@ class TaskClient:
             replies = pipe.execute()
         id_chunks = -(-len(ids) // _EXISTS_CHUNK)
         counts, origins = replies[:id_chunks], dict(zip(distinct, replies[id_chunks:]))
-        if any(counts) or any(origins[p] not in own_queues for p in distinct):
+        if any(counts) or not all(owns(origins[p]) for p in distinct):
             # Name the first offender, as a key-by-key check would.
             with self.connection.pipeline(transaction=False) as pipe:
                 for tid in ids:
@@ -422,7 +422,7 @@ class TaskClient:
             clash = [tid for tid, ok in zip(ids, found) if ok]
             if clash:
                 raise SecurityError(f"task id {clash[0]} already exists; nothing submitted")
-            missing = [p for p in known if origins[p] not in own_queues]
+            missing = [p for p in known if not owns(origins[p])]
             if missing:
                 raise UnknownTaskError(f"dependency {missing[0]} is not a known task; nothing submitted")
         for t in prepared:
@@ -449,19 +449,19 @@ class TaskClient:
         if not isinstance(task_id, str):
             return None
         return self._status_from(task_id, self.connection.hmget(self.keys.rq_job(task_id), _STATUS_FIELDS),
-                                 self.queue_names)
+                                 self.keys.owns_origin)
 
     def get_statuses(self, task_ids: list[str]) -> dict[str, dict | None]:
         with self.connection.pipeline(transaction=False) as pipe:
             for task_id in task_ids:
                 pipe.hmget(self.keys.rq_job(task_id), _STATUS_FIELDS)
             rows = pipe.execute()
-        return {tid: self._status_from(tid, row, self.queue_names) for tid, row in zip(task_ids, rows)}
+        return {tid: self._status_from(tid, row, self.keys.owns_origin) for tid, row in zip(task_ids, rows)}
 
     @staticmethod
-    def _status_from(task_id: str, row: list, own_queues: list[str]) -> dict | None:
+    def _status_from(task_id: str, row: list, owns_origin: Callable[[Any], bool]) -> dict | None:
         values = dict(zip(_STATUS_FIELDS, row))
-        if values["piano_status"] is None or (values["origin"] or b"").decode() not in own_queues:
+        if values["piano_status"] is None or not owns_origin(values["origin"]):
             return None
         text = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in values.items()}
         priority = int(text["piano_priority"] or Priority.NORMAL)

@@ -37,7 +37,14 @@ local REGISTRY_OF = {
 local function owned(origin)
   if not origin then return false end
   local head = P .. '.'
-  return string.sub(origin, 1, #head) == head and not string.find(origin, '.', #head + 1, true)
+  if string.sub(origin, 1, #head) == head then
+    return not string.find(origin, '.', #head + 1, true)
+  end
+  -- A queue group of this deployment: <prefix>@<group>.<level> ('@' is in no prefix).
+  local group_head = P .. '@'
+  if string.sub(origin, 1, #group_head) ~= group_head then return false end
+  local dot = string.find(origin, '.', #group_head + 1, true)
+  return dot ~= nil and not string.find(origin, '.', dot + 1, true)
 end
 
 local function now_ms()
