@@ -129,14 +129,16 @@ def test_objects_as_arguments_stay_in_the_submitting_process(redis_url, redis_cl
     # An outside worker serves the cluster's queues; the pinned tasks never reach it.
     worker = WorkerProcess(redis_url, concurrency=2)
     try:
+        manager.module_executor.pause()
         ids = [manager.submit_task("counter", "increment", args=(manager.resource_coordinator,),
                                    kwargs={"by": 2}) for _ in range(5)]
+        stored = redis_client.hget(Keys().rq_job(ids[0]), "piano_payload").decode()
+        assert "<in-process ResourceCoordinator>" in stored  # what Redis holds in its place
+        manager.module_executor.resume()
         statuses = manager.wait(ids, timeout=30)
         assert shared["n"] == 10
         assert sorted(s["result"] for s in statuses.values()) == [2, 4, 6, 8, 10]
         assert {s["worker"] for s in statuses.values()} == {manager.module_executor.name}
-        stored = redis_client.hget(Keys().rq_job(ids[0]), "piano_payload").decode()
-        assert "<in-process ResourceCoordinator>" in stored
         assert manager.active_tasks == {}
         assert manager.in_process.task_ids() == []  # forgotten once seen ended
     finally:
