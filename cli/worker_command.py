@@ -11,6 +11,9 @@ from .connect import connection
 @click.command()
 @click.option("--concurrency", "-c", type=click.IntRange(1, 1024), default=16, show_default=True,
               help="Tasks run at once in this process.")
+@click.option("--cpu-lanes", type=click.IntRange(1, 1024), envvar="PIANO_CPU_LANES", default=32,
+              show_default=True,
+              help="Tasks that may run Python at once; the other slots hold tasks waiting on the model.")
 @click.option("--queues", "-q", multiple=True,
               help="Priority levels or queue names to serve, in order (default: all, critical first).")
 @click.option("--burst", is_flag=True, help="Quit when the queues are empty.")
@@ -28,8 +31,8 @@ from .connect import connection
               help="INFO: a line per finished task; DEBUG adds failed tasks' tracebacks.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), envvar="PIANO_LOG_FORMAT", default="text",
               show_default=True, help="json: one JSON object per log line.")
-def worker(concurrency: int, queues: tuple, burst: bool, name: str | None, grace: float, isolation: str,
-           allow: tuple, log_level: str, log_format: str) -> None:
+def worker(concurrency: int, cpu_lanes: int, queues: tuple, burst: bool, name: str | None, grace: float,
+           isolation: str, allow: tuple, log_level: str, log_format: str) -> None:
     """Run a PianoWorker: N concurrent slots on the priority queues."""
     from piano_dist.workers.piano_worker import PianoWorker
 
@@ -47,5 +50,5 @@ def worker(concurrency: int, queues: tuple, burst: bool, name: str | None, grace
 
     allowed = AllowList.from_env(allow)
     w = PianoWorker(names or None, connection=connection(), concurrency=concurrency, name=name,
-                    grace_period=grace, isolation=isolation, allowed_modules=allowed)
+                    grace_period=grace, isolation=isolation, allowed_modules=allowed, cpu_lanes=cpu_lanes)
     w.work(burst=burst, logging_level=log_level.upper(), log_json=log_format == "json")

@@ -1,6 +1,6 @@
 """piano-dist: generative-agent cognitive modules as concurrent tasks on RQ workers."""
 from .core.client import TaskSpec
-from .core.context import TaskContext, current_task
+from .core.context import TaskContext, current_task, waiting
 from .core.runtime import run_module_task  # noqa: F401  (the callable RQ records for every task)
 from .core.types import (ExecutorMetrics, ModuleMetrics, ModuleState, ModuleTask, Priority,
                          TaskStatus)
@@ -35,6 +35,6 @@ __all__ = [
     "StateChangeType", "StateCoordinator", "StateSnapshot", "SyncMetrics", "SyncPolicy",
     "TaskContext", "TaskFailedError", "TaskScheduler", "TaskSpec", "TaskStatus",
     "TaskTimeoutError", "TemporalMemory", "UnknownModuleError", "UnknownTaskError",
-    "current_task", "LockLimitError", "ResourceAcquireTimeout", "ResourceBusyError",
+    "current_task", "waiting", "LockLimitError", "ResourceAcquireTimeout", "ResourceBusyError",
     "UnknownResourceError", "current_fence",
 ]

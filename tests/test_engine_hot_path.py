@@ -49,3 +49,27 @@ def test_a_task_that_returns_nothing_leaves_no_rq_result_stream(redis_url, redis
     assert statuses[nothing]["status"] == "completed" and statuses[nothing]["result"] is None
     assert not redis_client.exists(f"rq:results:{nothing}")
     assert redis_client.exists(f"rq:results:{something}") and redis_client.exists(f"rq:results:{failed}")
+
+
+def test_a_worker_runs_at_most_its_cpu_lanes_of_tasks_while_more_wait(redis_url, redis_client, monkeypatch):
+    from support.sample_modules import LaneProbe
+
+    monkeypatch.setenv("PIANO_CPU_LANES", "2")
+    with ConcurrentModuleManager(None, max_workers=8) as manager:
+        manager.register_module("probe", LaneProbe(None))
+        ids = [manager.submit_task("probe") for _ in range(8)]
+        statuses = manager.wait(ids, timeout=60)
+    assert all(s["status"] == "completed" for s in statuses.values())
+    seen = {k.decode(): int(v) for k, v in redis_client.hgetall("test:lanes").items()}
+    assert seen["max_working"] <= 2  # never more tasks working than lanes
+    assert seen["max_waiting"] >= 3  # while the other slots held tasks that wait
+
+
+def test_cpu_lanes_must_be_a_positive_integer(monkeypatch):
+    from piano_dist.core.engine import cpu_lanes_from_env
+
+    monkeypatch.setenv("PIANO_CPU_LANES", "0")
+    with pytest.raises(ValueError, match="PIANO_CPU_LANES"):
+        cpu_lanes_from_env()
+    monkeypatch.setenv("PIANO_CPU_LANES", "12")
+    assert cpu_lanes_from_env() == 12

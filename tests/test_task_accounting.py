@@ -74,7 +74,7 @@ def test_a_finished_task_keeps_its_outcome_not_its_waiting_fields(redis_url, red
     assert job.func_name == "piano_dist.run_module_task" and job.args == ["echo", "run", 2]
 
 
-def test_a_worker_takes_the_gil_back_sooner(monkeypatch):
+def test_the_switch_interval_can_be_set_for_workers(monkeypatch):
     import sys
 
     from piano_dist.workers.piano_worker import set_switch_interval
@@ -82,7 +82,7 @@ def test_a_worker_takes_the_gil_back_sooner(monkeypatch):
     before = sys.getswitchinterval()
     try:
         monkeypatch.delenv("PIANO_SWITCH_INTERVAL", raising=False)
-        assert set_switch_interval() == 0.001 == pytest.approx(sys.getswitchinterval())
+        assert set_switch_interval() == before == sys.getswitchinterval()  # Python's own, unless asked
         monkeypatch.setenv("PIANO_SWITCH_INTERVAL", "0.0005")
         assert set_switch_interval() == 0.0005
         monkeypatch.setenv("PIANO_SWITCH_INTERVAL", "fast")

@@ -88,3 +88,13 @@ def test_an_action_never_waits_on_a_world_lock(redis_client):
         assert result["outcome"] in ("moved", "blocked")
     finally:
         coordinator.shutdown()
+
+
+def test_an_action_run_twice_moves_once_and_remembers_once(redis_client):
+    from piano_dist.memory import AssociativeMemory
+
+    GridWorld.create("town", 10, 10, n_objects=0, agents=["alice"], connection=redis_client)
+    action = AgentActionModule(None, agent_id="alice", world="town", run_id="r1", connection=redis_client)
+    first, again = action.run(tick=0), action.run(tick=0)
+    assert again["outcome"] == "replayed" and (again["x"], again["y"]) == (first["x"], first["y"])
+    assert len(AssociativeMemory(agent_id="alice", connection=redis_client)) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 import threading
 import time
 from contextvars import ContextVar
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, TypeVar
 
@@ -57,6 +58,10 @@ class TaskContext:
     # (start, end) monotonic times of the task's model calls, from any thread working
     # for it: what the demo's oracle is built from (the model's time, not the task's).
     model_spans: list = field(default_factory=list)
+    # Calls of the task now waiting outside this process (the model, mostly), from any of
+    # its threads, and who to tell when that count changes (the engine's CPU lanes).
+    waits: int = 0
+    wait_listener: Callable[["TaskContext", int], None] | None = None
 
     @property
     def cancelled(self) -> bool:
@@ -98,6 +103,25 @@ def bind_task(fn: Callable[..., T]) -> Callable[..., T]:
             _current.reset(token)
 
     return bound
+
+
+@contextmanager
+def waiting():
+    """Mark the running task as waiting outside this process (a model call, a remote
+    service) while the block runs. A worker with many slots lets only a bounded number
+    of tasks run Python at once (its CPU lanes, ``PIANO_CPU_LANES``); a waiting task does
+    not hold one, so hundreds can wait while the CPU serves the rest. piano-dist's model
+    clients mark their calls; use it around your own long blocking I/O."""
+    ctx = _current.get()
+    listener = ctx.wait_listener if ctx is not None else None
+    if listener is None:
+        yield
+        return
+    listener(ctx, 1)
+    try:
+        yield
+    finally:
+        listener(ctx, -1)
 
 
 def note_model_call(start: float, end: float) -> None:

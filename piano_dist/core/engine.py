@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import queue
 import resource
 import threading
@@ -39,6 +40,20 @@ log = logging.getLogger("piano_dist.engine")
 _CLAIM_SET_ASIDE = 500
 # Expired entries one sweep removes per RQ registry (a sweep runs every stalled interval).
 _REGISTRY_CLEANUP = 20_000
+DEFAULT_CPU_LANES = 32
+
+
+def cpu_lanes_from_env() -> int:
+    raw = os.environ.get("PIANO_CPU_LANES")
+    if not raw:
+        return DEFAULT_CPU_LANES
+    try:
+        lanes = int(raw)
+        if lanes < 1:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"PIANO_CPU_LANES must be a positive integer, not {raw!r}") from None
+    return lanes
 
 
 @dataclass
@@ -94,7 +109,7 @@ class SlotEngine:
     def __init__(self, connection: redis.Redis, worker_name: str, queue_names: list[str],
                  concurrency: int, loader: ModuleLoader, keys: Keys | None = None,
                  timing: Timing | None = None, on_finished: Callable[[str, str, float], None] | None = None,
-                 isolation: str = "thread", rq_worker_key: str = ""):
+                 isolation: str = "thread", rq_worker_key: str = "", cpu_lanes: int | None = None):
         if isolation not in ("thread", "process"):
             raise ValueError(f"isolation must be 'thread' or 'process', not {isolation!r}")
         self.isolation = isolation
@@ -105,6 +120,14 @@ class SlotEngine:
         self.keys = keys or Keys()
         self.queue_keys = [self.keys.rq_queue(q) for q in queue_names]
         self.concurrency = concurrency
+        # CPU lanes: how many tasks may run Python at once; the others of the N slots wait
+        # (on the model, mostly: see core.context.waiting). Hundreds of threads that all
+        # want the GIL cost more in hand-offs than they do work (each waiter wakes every
+        # switch interval), so a worker claims a task only while a lane is free.
+        self.cpu_lanes = cpu_lanes if cpu_lanes is not None else cpu_lanes_from_env()
+        if self.cpu_lanes < 1:
+            raise ValueError(f"cpu_lanes must be at least 1, not {self.cpu_lanes}")
+        self._busy = 0  # active tasks not waiting: they hold a CPU lane
         self.loader = loader
         self.timing = timing or Timing()
         self.lease_ms = int(self.timing.lease * 1000)
@@ -220,10 +243,10 @@ class SlotEngine:
         backoff = 0.5
         while not self._stop_claiming.is_set():
             with self._slot_freed:
-                while ((len(self.active) >= self.concurrency or self._paused)
+                while ((len(self.active) >= self.concurrency or self._busy >= self.cpu_lanes or self._paused)
                        and not self._stop_claiming.is_set()):
                     self._slot_freed.wait(timeout=1.0)
-                free = self.concurrency - len(self.active)
+                free = min(self.concurrency - len(self.active), self.cpu_lanes - self._busy)
             if self._stop_claiming.is_set():
                 break
             try:
@@ -266,8 +289,10 @@ class SlotEngine:
         deadline = time.monotonic() + task.timeout if task.timeout else None
         ctx = TaskContext(task.task_id, task.module, task.method, task.attempt, self.worker_name,
                           deadline, task.agent_id)
+        ctx.wait_listener = self._wait_changed
         with self._lock:
             self.active[task.task_id] = ctx
+            self._busy += 1
             self.peak_threads = max(self.peak_threads, len(self.active))
             self._add_runners()
         self._work.put((task, ctx))
@@ -456,7 +481,23 @@ class SlotEngine:
         with self._slot_freed:
             if self.active.get(ctx.task_id) is ctx:
                 del self.active[ctx.task_id]
+                if ctx.waits == 0:
+                    self._busy -= 1
             self._slot_freed.notify_all()
+
+    def _wait_changed(self, ctx: TaskContext, delta: int) -> None:
+        """A task began (+1) or ended (-1) a wait outside the process: it gives its CPU
+        lane up while any of its calls waits, and takes one back after."""
+        with self._slot_freed:
+            before = ctx.waits
+            ctx.waits = max(0, before + delta)
+            if self.active.get(ctx.task_id) is not ctx:
+                return
+            if before == 0 and ctx.waits > 0:
+                self._busy -= 1
+                self._slot_freed.notify_all()
+            elif before > 0 and ctx.waits == 0:
+                self._busy += 1
 
     def _release(self, ctx: TaskContext, why: str, park: bool = False) -> None:
         try:

@@ -51,10 +51,11 @@ class AgentActionModule(BaseModule):
         activity = str(decision)[:120]
         step = self.world.step(self.agent_id, dx, dy, activity, tick)
         x, y = step["x"], step["y"]
-        if step["outcome"] != "replayed":
-            self._memory.add_event(datetime.now(), None, self.agent_id, "is", activity,
-                                   f"{self.agent_id} is {activity} at ({x}, {y})", [activity.split(" ")[0]],
-                                   rng.randint(1, 9), None, None)
+        # Keyed by run and tick: a re-run after a crash writes the memory the first run
+        # may not have written, and never a second copy of it.
+        self._memory.add_event(datetime.now(), None, self.agent_id, "is", activity,
+                               f"{self.agent_id} is {activity} at ({x}, {y})", [activity.split(" ")[0]],
+                               rng.randint(1, 9), None, None, dedupe=f"act:{self.run_id}:{tick}")
         self.connection.hincrby(self.keys.demo_stats(self.run_id), f"steps_{step['outcome']}", 1)
         return {"agent_id": self.agent_id, "tick": tick, "x": x, "y": y, "activity": activity,
                 "outcome": step["outcome"]}

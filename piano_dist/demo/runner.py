@@ -163,7 +163,11 @@ class DemoRun:
         self.workload.register_modules(self.manager.client.registry, self.prefix)
 
     def submit(self) -> None:
-        self.task_ids = self.manager.submit_many(self.workload.specs())
+        specs = self.workload.specs()
+        # The ids are the run's own, known before anything is sent: an interrupt during
+        # the submission still finds every task it may have stored, to cancel it.
+        self.task_ids = [spec.task_id for spec in specs]
+        self.manager.submit_many(specs)
 
     def follow(self, on_progress: Callable[[int, int], None] | None = None) -> None:
         """Block until every task has ended: one read of the run's group counters (and of

@@ -18,7 +18,7 @@ import redis
 from redis.backoff import AbstractBackoff, EqualJitterBackoff
 from redis.retry import Retry
 
-from ..core.context import current_task, note_model_call
+from ..core.context import current_task, note_model_call, waiting
 from .accounting import Accounting
 from .cache import ResponseCache, cacheable, cached_value, request_digest
 from .endpoint import Endpoint
@@ -120,7 +120,8 @@ class Meter:
                 if value is not None:
                     rec.cache_hit = True
                     return value
-            reply = self._send(request, send, rec, gauge, ctx)
+            with waiting():
+                reply = self._send(request, send, rec, gauge, ctx)
             rec.prompt_tokens, rec.completion_tokens = reply.prompt_tokens, reply.completion_tokens
             rec.cost = self.settings.cost(reply.prompt_tokens, reply.completion_tokens)
             if digest is not None:

@@ -86,3 +86,27 @@ class Thinker(BaseModule):
 
         llm = FakeLLM(median_latency=latency, sigma=0.0)
         return fan_out(llm.complete, ["first question", "second question"])
+
+
+class LaneProbe(BaseModule):
+    """A task that works (holds a CPU lane) for ``work`` seconds, then waits ``wait``
+    seconds, counting in Redis how many tasks are in each phase at once (and the most seen)."""
+
+    def run(self, work=0.1, wait=0.6, key="test:lanes"):
+        from piano_dist import waiting
+
+        r = _redis()
+
+        def enter(phase):
+            now = r.hincrby(key, phase, 1)
+            r.eval("if tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') < tonumber(ARGV[2]) then "
+                   "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end", 1, key, f"max_{phase}", now)
+
+        enter("working")
+        time.sleep(work)  # stands for Python work: not marked as a wait
+        r.hincrby(key, "working", -1)
+        with waiting():
+            enter("waiting")
+            time.sleep(wait)
+            r.hincrby(key, "waiting", -1)
+        return "done"
