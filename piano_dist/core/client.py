@@ -21,6 +21,7 @@ from ..config import Timing
 from ..errors import (DependencyCycleError, QueueFullError, SecurityError, TaskFailedError,
                       TaskTimeoutError, UnknownTaskError)
 from ..keys import PRIORITY_LEVELS, Keys
+from ..retry_policy import is_transient
 from ..scripts import ScriptSet
 from ..security import SecurityValidator
 from .events import EventBus
@@ -304,8 +305,10 @@ class TaskClient:
                                     f"(for example through intermediate tasks that each depend on a part)")
         return list(out)
 
-    def _submit_args(self, tasks: list[PreparedTask], limit: int) -> list:
-        """task_submit_many's ARGV for these tasks (see its header)."""
+    def _submit_args(self, tasks: list[PreparedTask], limit: int, submission: str) -> list:
+        """task_submit_many's ARGV for these tasks (see its header). ``submission`` marks
+        every task of one submit call, so that a call repeated after its reply was lost
+        (the retry policy re-sends it) recognises its own tasks: see _own_repeat."""
         profiles: dict = {}
         payloads: dict = {}
         records = []
@@ -316,7 +319,8 @@ class TaskClient:
                 payload = payloads[t.payload] = len(payloads) + 1
             records.append(json.dumps([*t.record[:2], profile, payload, t.parents, t.tolerated, *t.record[2:]],
                                       ensure_ascii=False))
-        args: list = [self.keys.prefix, limit, self.timing.result_ttl, json.dumps(self._constant_fields()),
+        common = self._constant_fields() + ["piano_submission", submission]
+        args: list = [self.keys.prefix, limit, self.timing.result_ttl, json.dumps(common),
                       json.dumps(list(profiles), ensure_ascii=False), len(payloads)]
         for text, data in payloads:
             args += (text, data)
@@ -341,23 +345,34 @@ class TaskClient:
                                  f"{self.max_queue_size}; task not submitted") from None
         raise exc
 
-    @staticmethod
-    def _refusals(result: list) -> dict[int, redis.ResponseError]:
-        """task_submit_many's refusals (task number → message), as the errors a script call raises."""
-        return {int(result[i]): redis.ResponseError(result[i + 1].decode()) for i in range(0, len(result), 2)}
+    def _refusals(self, result: list, tasks: list[PreparedTask], submission: str) -> dict[int, redis.ResponseError]:
+        """task_submit_many's refusals (task number → message), as the errors a script call
+        raises, less the tasks this very submission stored (see _own_repeat)."""
+        refusals = {int(result[i]): redis.ResponseError(result[i + 1].decode()) for i in range(0, len(result), 2)}
+        for number, exc in list(refusals.items()):
+            if str(exc).startswith("TASK_EXISTS") and self._own_repeat(tasks[number - 1].task_id, submission):
+                del refusals[number]
+        return refusals
+
+    def _own_repeat(self, task_id: str, submission: str) -> bool:
+        """Whether the task that exists under this id was stored by this submission: its
+        first attempt ran and only the reply was lost, so the retry found it there."""
+        stored = self.connection.hget(self.keys.rq_job(task_id), "piano_submission")
+        return stored is not None and stored.decode(errors="replace") == submission
 
     def submit(self, spec: TaskSpec, queue_group: str | None = None) -> str:
         """``queue_group``: queue the task on that group's queues instead of the cluster's."""
         task = self._prepare(spec, queue_group=queue_group)
         if task.callback is not None:
             self.events.add_task_callback(task.task_id, task.callback)
+        submission = os.urandom(8).hex()
         try:
             refusals = self._refusals(self.scripts.task_submit_many(
-                args=self._submit_args([task], self.max_queue_size)))
+                args=self._submit_args([task], self.max_queue_size, submission)), [task], submission)
             if refusals and str(refusals[1]).startswith("QUEUE_FULL") and self._recount_backlog() < self.max_queue_size:
                 # The counter had drifted above the real backlog: try again with the true one.
                 refusals = self._refusals(self.scripts.task_submit_many(
-                    args=self._submit_args([task], self.max_queue_size)))
+                    args=self._submit_args([task], self.max_queue_size, submission)), [task], submission)
             if refusals:
                 raise refusals[1]
         except redis.ResponseError as exc:
@@ -429,14 +444,20 @@ class TaskClient:
             if t.callback is not None:
                 self.events.add_task_callback(t.task_id, t.callback)
         script = self.scripts.task_submit_many
+        submission = os.urandom(8).hex()
+        chunks = [prepared[start:start + _SUBMIT_CHUNK] for start in range(0, len(prepared), _SUBMIT_CHUNK)]
         with self.connection.pipeline(transaction=False) as pipe:
-            for start in range(0, len(prepared), _SUBMIT_CHUNK):
-                script(args=self._submit_args(prepared[start:start + _SUBMIT_CHUNK], 0), client=pipe)
+            for chunk in chunks:
+                script(args=self._submit_args(chunk, 0, submission), client=pipe)
             results = pipe.execute(raise_on_error=False)
-        for start, result in zip(range(0, len(prepared), _SUBMIT_CHUNK), results):
+        for start, chunk, result in zip(range(0, len(prepared), _SUBMIT_CHUNK), chunks, results):
+            if isinstance(result, redis.ResponseError) and is_transient(result):
+                # Redis did not run this chunk (BUSY, OOM, …): send it again on its own,
+                # under the client's retry policy.
+                result = script(args=self._submit_args(chunk, 0, submission))
             if isinstance(result, redis.ResponseError):
                 raise result
-            refusals = self._refusals(result)
+            refusals = self._refusals(result, chunk, submission)
             if refusals:
                 first = min(refusals)
                 self._raise_refusal(refusals[first], prepared[start + first - 1].task_id)

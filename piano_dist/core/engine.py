@@ -26,6 +26,7 @@ import redis
 from ..config import Timing
 from ..errors import SecurityError
 from ..keys import Keys
+from ..retry_policy import is_transient
 from ..scripts import ScriptSet
 from ..security import SecurityValidator
 from .context import TaskContext, reset_current_task, set_current_task
@@ -240,7 +241,6 @@ class SlotEngine:
     # --- claiming -----------------------------------------------------------------
     def dispatch_loop(self, burst: bool = False) -> None:
         blocking = self.connection  # BLPOP takes a pooled connection of its own
-        backoff = 0.5
         while not self._stop_claiming.is_set():
             with self._slot_freed:
                 while ((len(self.active) >= self.concurrency or self._busy >= self.cpu_lanes or self._paused)
@@ -254,10 +254,8 @@ class SlotEngine:
                     keys=self.queue_keys,
                     args=[self.keys.prefix, self.worker_name, self.lease_ms, free,
                           json.dumps(self.loader.unloadable()), _CLAIM_SET_ASIDE])
-                backoff = 0.5
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                self._redis_down(exc, backoff)
-                backoff = min(backoff * 2, 10.0)
+            except redis.RedisError as exc:
+                self._redis_down(exc)
                 continue
             if rows:
                 for row in rows:
@@ -273,16 +271,19 @@ class SlotEngine:
                 continue
             try:
                 blocking.blpop([self.keys.wakeup], timeout=1)
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                self._redis_down(exc, backoff)
-                backoff = min(backoff * 2, 10.0)
+            except redis.RedisError as exc:
+                self._redis_down(exc)
         if burst:
             self.drain(grace=float("inf"))
 
-    def _redis_down(self, exc: Exception, backoff: float) -> None:
-        if backoff == 0.5:
-            log.warning("worker %s lost Redis (%s); retrying with backoff", self.worker_name, exc)
-        self._stop_claiming.wait(backoff)
+    def _redis_down(self, exc: Exception) -> None:
+        """A claim or wake-up wait failed after the client's retry policy gave up (Redis
+        away longer than its deadline) or with an error no retry cures. A worker never
+        exits for that: it says so and tries again; a lost claim reply costs at most a
+        lease (the task it claimed is swept back)."""
+        log.warning("worker %s: Redis call failed (%s: %s); trying again", self.worker_name,
+                    type(exc).__name__, exc)
+        self._stop_claiming.wait(1.0)
 
     # --- running ------------------------------------------------------------------
     def _launch(self, task: ClaimedTask) -> None:
@@ -440,20 +441,41 @@ class SlotEngine:
             self._finisher.join(timeout=30)
 
     def _record(self, batch: list[tuple[TaskContext, list, float]]) -> list:
+        """Record a batch of outcomes in one pipelined round trip; never drop one.
+
+        A lost connection is retried by the client's policy (the whole pipeline: a
+        finish script that already ran refuses its repeat, since the run no longer owns
+        the task). A transient reply to one entry (BUSY, OOM, …) means that script did
+        not run: it is sent again on its own, under the same policy. If Redis stays
+        away past the policy's deadline, the batch is tried again, for as long as it
+        takes; a lease may lapse meanwhile, and then that finish is refused and the
+        task runs again.
+        """
         script = self.scripts.task_finish
-        delay = 0.2
+        results: list = [None] * len(batch)
+        pending = list(range(len(batch)))
+
+        def unsettled(i: int) -> bool:
+            return results[i] is None or (isinstance(results[i], Exception) and is_transient(results[i]))
+
         while True:
             try:
                 with self.connection.pipeline(transaction=False) as pipe:
-                    for ctx, args, _ in batch:
+                    for i in pending:
+                        ctx, args, _ = batch[i]
                         script(keys=[self.keys.rq_job(ctx.task_id)], args=args, client=pipe)
-                    return pipe.execute(raise_on_error=False)
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                # Outcomes must not be lost: keep trying until Redis is back. A lease may
-                # lapse meanwhile; then that finish is refused and the task re-runs.
-                log.warning("could not record %d outcome(s) (%s); retrying", len(batch), exc)
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                    for i, reply in zip(pending, pipe.execute(raise_on_error=False)):
+                        results[i] = reply
+                for i in pending:
+                    if unsettled(i):
+                        ctx, args, _ = batch[i]
+                        results[i] = script(keys=[self.keys.rq_job(ctx.task_id)], args=args)
+                return results
+            except redis.RedisError as exc:
+                pending = [i for i in pending if unsettled(i)]
+                log.warning("could not record %d outcome(s) (%s: %s); trying again", len(pending),
+                            type(exc).__name__, exc)
+                self._stopped.wait(1.0)
 
     def _after_record(self, ctx: TaskContext, result: Any, elapsed: float, payload: str = "") -> None:
         if isinstance(result, Exception):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections import defaultdict
 from typing import Any, Callable
 
@@ -105,28 +104,31 @@ class EventBus:
             self._thread.join(timeout=5)
 
     def _listen(self) -> None:
-        backoff = 0.1
+        """Follow the events channel. The client's retry policy reconnects a dropped
+        subscription and subscribes again; every (re)subscription confirmation triggers
+        a resync, since messages published meanwhile are lost. If Redis stays away past
+        the policy's deadline, the listener starts over, for as long as it runs."""
         while not self._stop.is_set():
-            pubsub = self.connection.pubsub(ignore_subscribe_messages=True)
+            pubsub = self.connection.pubsub()
             try:
                 pubsub.subscribe(self.keys.events_channel)
-                self._subscribed.set()
-                self._resync()
-                backoff = 0.1
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=0.5)
-                    if message is not None:
+                    if message is None:
+                        continue
+                    if message["type"] == "subscribe":
+                        self._subscribed.set()
+                        self._resync()
+                    elif message["type"] == "message":
                         try:
                             self._dispatch(message["data"])
                         except Exception:  # one bad message must not end the listener
                             if self._bad_events.allow("dispatch")[0]:
                                 log.exception("could not dispatch event %r", message.get("data"))
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+            except redis.RedisError as exc:
                 self._subscribed.clear()
-                if backoff == 0.1:
-                    log.warning("event listener lost Redis (%s); reconnecting", exc)
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                log.warning("event listener lost Redis (%s: %s); subscribing again", type(exc).__name__, exc)
+                self._stop.wait(1.0)
             finally:
                 try:
                     pubsub.close()

@@ -10,8 +10,9 @@ free list; a call pops one, sends, reads the reply and pushes it back.
 Safety as in the pool: a connection that saw any exception other than a script error
 is disconnected before it is reused (redis-py also disconnects on a failed read or
 send), so no reply is ever read by the wrong call; after a fork the child drops the
-parent's connections; a connection error falls back to the client's ordinary call
-(with its retry policy), and a Redis that forgot the script gets it loaded again.
+parent's connections; a connection error or a transient reply (BUSY, OOM, …) falls
+back to the client's ordinary call (with its retry policy), and a Redis that forgot
+the script gets it loaded again.
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ import os
 
 import redis
 from redis.exceptions import NoScriptError
+
+from ..retry_policy import is_transient
 
 
 class ScriptLane:
@@ -45,8 +48,10 @@ class ScriptLane:
         except NoScriptError:  # the reply was read whole: the connection is clean
             self._give_back(conn)
             return script(keys=list(keys), args=list(args))
-        except redis.ResponseError:
+        except redis.ResponseError as exc:
             self._give_back(conn)
+            if is_transient(exc):  # BUSY, OOM, …: not run; the client's retry policy waits it out
+                return script(keys=list(keys), args=list(args))
             raise
         except (redis.ConnectionError, redis.TimeoutError):
             conn.disconnect()

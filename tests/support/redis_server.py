@@ -9,6 +9,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from urllib.parse import quote
 
 import redis
 
@@ -16,28 +17,38 @@ from piano_dist.embedded import find_redis_server, free_port
 
 
 class RedisServer:
-    def __init__(self, appendonly: bool = False, data_dir: str | None = None):
-        self.binary = find_redis_server()
+    """``password`` sets requirepass (the default user's password); ``args`` adds
+    redis-server options (ACL users, TLS); ``binary`` picks another redis-server."""
+
+    def __init__(self, appendonly: bool = False, data_dir: str | None = None, password: str | None = None,
+                 args: list[str] | None = None, binary: str | None = None, bind: str = "127.0.0.1"):
+        self.binary = binary or find_redis_server()
         self.port = free_port()
         self.appendonly = appendonly
+        self.password = password
+        self.extra_args = list(args or [])
+        self.bind = bind
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="piano-test-redis-")
         self.proc: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis://{auth}{self.bind}:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> "RedisServer":
         args = [
             self.binary,
             "--port", str(self.port),
-            "--bind", "127.0.0.1",
+            "--bind", self.bind,
             "--dir", self.data_dir,
             "--save", "",
             "--appendonly", "yes" if self.appendonly else "no",
             "--appendfsync", "always" if self.appendonly else "everysec",
             "--daemonize", "no",
             "--loglevel", "warning",
+            *(["--requirepass", self.password] if self.password else []),
+            *self.extra_args,
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
@@ -51,7 +62,8 @@ class RedisServer:
 
     def ping(self) -> bool:
         try:
-            client = redis.Redis(port=self.port, socket_connect_timeout=0.2, socket_timeout=0.5)
+            client = redis.Redis(host=self.bind, port=self.port, password=self.password,
+                                 socket_connect_timeout=0.2, socket_timeout=0.5)
             try:
                 return bool(client.ping())
             finally:
