@@ -24,6 +24,11 @@ settings).
    they are. The JSON the pages load is unchanged.
 4. Queues in priority order and each worker's slots: see :mod:`piano_dist.dashboard_views`
    (its Workers page is piano-dist's own template, piano_dist/templates/, which escapes too).
+5. rq-dashboard connects through ``redis_sentinel_url``, which neither decodes
+   percent-encoded passwords nor knows ``rediss+sentinel://``; its connect function is
+   swapped for piano-dist's (:func:`piano_dist.connection.client_for_url`), so the
+   dashboard reaches Redis exactly as workers do (TLS, ACL users, Sentinel, the
+   shared retry policy), one client per URL instead of one per request.
 
 rq-dashboard 0.9 also imports ``six`` without declaring it: the ``dashboard`` extra
 installs it (``pip install 'piano-dist[dashboard]'``).
@@ -84,9 +89,24 @@ def _render_escaping(template_name: str, **context):
     return render_template_string(escaping_template(template_name), **context)
 
 
+_clients: dict = {}
+
+
+def connect(url: str, sentinel_options: dict | None = None, client_options: dict | None = None):
+    """rq-dashboard's ``from_url`` (it unpacks ``(sentinel, client)``), on piano-dist's
+    connections: one client per URL, kept."""
+    from .connection import client_for_url
+
+    client = _clients.get(url)
+    if client is None:
+        client = _clients.setdefault(url, client_for_url(url))
+    return None, client
+
+
 def apply_compat() -> None:
     """Adjust rq-dashboard for piano-dist (idempotent); done on import of this module."""
     _web.config.serializer = JSONSerializer
+    _web.from_url = connect
     if _web.Job is Job and _decodes_dependency_ids():
         _web.Job = DashboardJob
     # rq-dashboard's views call the module's render_template by name.

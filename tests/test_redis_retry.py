@@ -278,3 +278,33 @@ def test_an_outcome_refused_with_oom_is_recorded_once_redis_accepts_it(faulty):
     assert status["status"] == "completed" and status["result"] == "oom"
     assert status["attempts"] == 1
     assert admin.lrange("test:runs", 0, -1) == [b"oom|1"]  # ran once: the outcome was not dropped
+
+
+@pytest.mark.slow
+def test_module_code_and_the_client_ride_out_a_redis_restart(monkeypatch):
+    """Tasks whose module code calls Redis throughout, a client waiting on them, and
+    Redis SIGKILLed and back (AOF) 3 s later: every task completes."""
+    server = RedisServer(appendonly=True).start()
+    monkeypatch.setenv("PIANO_REDIS_URL", server.url)
+    from support.redis_fault_modules import RedisUser
+
+    manager = ConcurrentModuleManager(max_workers=0, redis_url=server.url, max_queue_size=0)
+    admin = server.client()
+    try:
+        manager.register_module("user", RedisUser())
+        with Workers(server.url) as workers:
+            for _ in range(2):
+                workers.start(concurrency=4, log_level="WARNING", env={"PIANO_LEASE_SECONDS": "10"})
+            ids = manager.submit_many([TaskSpec("user", "count", args=(f"c{i:02d}", 10, 0.05), task_id=f"c{i:02d}")
+                                       for i in range(40)])
+            wait_until(lambda: admin.llen("test:runs") >= 8, timeout=60, message="8 tasks done")
+            server.kill()
+            time.sleep(3)  # the outage under test
+            server.start()
+            statuses = manager.wait(ids, timeout=120)
+            assert all(w.alive() for w in workers.started)
+    finally:
+        manager.shutdown()
+        server.stop()
+    assert {st["status"] for st in statuses.values()} == {"completed"}, {
+        t: (st["status"], st.get("error")) for t, st in statuses.items() if st["status"] != "completed"}
