@@ -113,3 +113,16 @@ def test_a_finish_repeated_after_its_reply_was_lost_is_refused_and_counted_once(
     assert int(direct.hget("piano:stats", "completed")) == 1
     assert direct.lrange("test:runs", 0, -1)[0].decode().startswith("f|")
     assert direct.llen("test:runs") == 1
+
+
+def test_a_compare_and_set_write_whose_reply_was_lost_is_not_reported_as_a_conflict(proxied):
+    from piano_dist.state import RedisAgentState
+
+    server, proxy, client = proxied
+    state = RedisAgentState("ana", connection=client)
+    state.set("mood", "calm")
+    version = state.path_version("mood")
+    proxy.lose_reply_to(_sha(client, "state_apply"))
+    new_version = state.set("mood", "glad", expected_version=version)
+    assert proxy.lost.is_set()
+    assert state.get("mood") == "glad" and new_version == state.path_version("mood") == version + 1

@@ -38,7 +38,8 @@
              Paths with a "custom" strategy are settled only by a caller's decision.
     atomic   all listed changes apply in order, or none does: versions are compared
              first, then the changes are rehearsed on a scratch copy that replaces the
-             state only if every one of them applied.
+             state only if every one of them applied. A repeat of a call whose changes
+             already applied (its reply was lost) returns the first call's answer.
     init     each top-level entry absent from the state is created (nothing present
              is overwritten); the first init also records the baseline.
     restore  the state becomes the snapshot's copy; one RESET entry per changed
@@ -364,9 +365,19 @@ if MODE == 'batch' then
   return out
 
 elseif MODE == 'atomic' then
+  local changes = cjson.decode(ARGV[8])
+  -- A call sent again after its reply was lost (the client's retry policy does that)
+  -- finds its changes applied: answer as the first call did, apply nothing twice.
+  if changes[1] and redis.call('HGET', CHANGE .. changes[1].id, 'status') == 'applied' then
+    local out = {'ok'}
+    for _, c in ipairs(changes) do
+      out[#out + 1] = c.id
+      out[#out + 1] = tonumber(redis.call('HGET', CHANGE .. c.id, 'version'))
+    end
+    return out
+  end
   local fenced = check_fence()
   if fenced then return redis.error_reply(fenced) end
-  local changes = cjson.decode(ARGV[8])
   local stale = {'conflict'}
   for _, c in ipairs(changes) do
     if type(c.expected) == 'number' then
