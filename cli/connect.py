@@ -16,8 +16,6 @@ import re
 
 import click
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from piano_dist.config import configured_redis_url
 from piano_dist.keys import Keys
@@ -27,8 +25,10 @@ _connections: dict[str, redis.Redis] = {}
 
 
 def shown_url(url: str) -> str:
-    """The URL without its password (never printed)."""
-    return re.sub(r"://([^:@/]*):[^@/]*@", r"://\1:***@", re.sub(r"://[^:@/]+@", "://***@", url))
+    """The URL without its passwords (never printed)."""
+    from piano_dist.redis_url import redact
+
+    return redact(url)
 
 
 def _set_redis_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -109,7 +109,8 @@ def describe_redis_error(exc: redis.RedisError, url: str | None = None) -> str:
     at = shown_url(url) if url else where()
     text = " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, redis.AuthenticationError) or re.match(r"(NOAUTH|WRONGPASS|invalid password)", text, re.I):
-        return f"cannot reach Redis at {at}: authentication failed ({text})"
+        # It did reach Redis: the URL's user or password is wrong or missing.
+        return f"Redis authentication failed at {at} ({text}): check the user and password in the URL"
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
         return f"cannot reach Redis at {at}: {text}"
     if isinstance(exc, redis.exceptions.InvalidResponse):
@@ -121,9 +122,12 @@ def check_reachable(url: str) -> None:
     """Ping ``url`` once with short timeouts and no retries; a one-line error if it fails."""
     from .errors import CliError
 
+    from piano_dist.connection import client_for_url
+
     try:
-        probe = redis.Redis.from_url(url, socket_connect_timeout=CHECK_TIMEOUT, socket_timeout=CHECK_TIMEOUT,
-                                     retry=Retry(NoBackoff(), 0), single_connection_client=True)
+        # Every URL form piano-dist accepts (TLS, unix sockets, Sentinel), without retries.
+        probe = client_for_url(url, retry_deadline=0, socket_connect_timeout=CHECK_TIMEOUT,
+                               socket_timeout=CHECK_TIMEOUT, max_connections=2)
     except ValueError as exc:
         raise CliError(f"invalid Redis URL {shown_url(url)}: {exc}") from None
     try:
@@ -138,7 +142,7 @@ def check_reachable(url: str) -> None:
     except OSError as exc:  # e.g. a TLS handshake with a plain-text server
         raise CliError(f"cannot reach Redis at {shown_url(url)}: {exc}") from None
     finally:
-        probe.close()
+        probe.connection_pool.disconnect()
 
 
 def connection() -> redis.Redis:

@@ -41,25 +41,29 @@ def resolve_redis_url(redis_url: str | None = None) -> str:
     return redis_url or configured_redis_url() or EmbeddedRedis().ensure_running()
 
 
-def client_options(url: str) -> dict[str, Any]:
+def client_options(url: str, retry_deadline: float | None = None) -> dict[str, Any]:
     """The options piano-dist gives every client of ``url`` (the URL's own query options win)."""
     # redis-py 8 caps a pool at 100 connections by default. A worker's slots, its
     # modules' state listeners and lock waiters (each blocked on its own BLPOP) share one
     # pool, so a worker running many agents needs more; Redis itself allows 10,000.
     options: dict[str, Any] = {"max_connections": MAX_POOL_CONNECTIONS, "health_check_interval": 30,
-                               "retry": RedisRetry(), "socket_connect_timeout": CONNECT_TIMEOUT}
+                               "retry": RedisRetry(retry_deadline), "socket_connect_timeout": CONNECT_TIMEOUT}
     if url_scheme(url) != "unix":
         options.update(socket_keepalive=True, socket_keepalive_options=_keepalive_options())
     return options
 
 
-def client_for_url(url: str) -> redis.Redis:
-    """A client (raw bytes, shared retry policy) for any URL form piano-dist accepts."""
+def client_for_url(url: str, retry_deadline: float | None = None, **overrides: Any) -> redis.Redis:
+    """A client (raw bytes, shared retry policy) for any URL form piano-dist accepts.
+
+    ``retry_deadline`` replaces the policy's deadline (0: no retries, for a quick check);
+    ``overrides`` replace other client options (``socket_timeout=…``).
+    """
     scheme = url_scheme(url)
     if scheme not in _SUPPORTED:
         raise ValueError(f"unsupported Redis URL {redact(url)!r}: use redis://, rediss://, unix:// "
                          "or redis+sentinel://")
-    options = client_options(url)
+    options = dict(client_options(url, retry_deadline), **overrides)
     if is_sentinel_url(url):
         client = _sentinel_master(url, options)
     else:
