@@ -12,6 +12,7 @@ from typing import Any
 
 import redis
 from redis.connection import SSLConnection
+from redis.sentinel import Sentinel, SentinelManagedConnection, SentinelManagedSSLConnection
 
 from .config import configured_redis_url
 from .embedded import EmbeddedRedis
@@ -73,9 +74,31 @@ def client_for_url(url: str, retry_deadline: float | None = None, **overrides: A
     return client
 
 
-def _sentinel_master(url: str, options: dict[str, Any]) -> redis.Redis:
-    from redis.sentinel import Sentinel
+class _AskSentinelsOnReconnect:
+    """Sentinel-managed connections that ask the sentinels again on every reconnect.
 
+    redis-py looks the master up when a connection is checked out of the pool
+    (``connect``), but a command that lost its connection reconnects from inside its
+    retry loop (``send_packed_command`` → ``connect_check_health``) to the address the
+    connection had: after a failover, the dead master, until the deadline passed and the
+    command failed. Here that reconnect goes through ``connect`` too.
+    """
+
+    def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True):
+        if not self._sock and retry_socket_connect:  # a reconnect: find the master first
+            return self.connect()
+        return super().connect_check_health(check_health, retry_socket_connect)
+
+
+class PianoSentinelConnection(_AskSentinelsOnReconnect, SentinelManagedConnection):
+    pass
+
+
+class PianoSentinelSSLConnection(_AskSentinelsOnReconnect, SentinelManagedSSLConnection):
+    pass
+
+
+def _sentinel_master(url: str, options: dict[str, Any]) -> redis.Redis:
     target = parse_sentinel_url(url)
     sentinel_kwargs = {"socket_timeout": SENTINEL_TIMEOUT, "socket_connect_timeout": SENTINEL_TIMEOUT,
                        **target.sentinel_kwargs}
@@ -85,7 +108,8 @@ def _sentinel_master(url: str, options: dict[str, Any]) -> redis.Redis:
             if name in target.options:
                 sentinel_kwargs[name] = target.options[name]
     manager = Sentinel(target.sentinels, sentinel_kwargs=sentinel_kwargs)
-    data_options = dict(options, **target.options, db=target.db, ssl=target.ssl)
+    data_options = dict(options, **target.options, db=target.db,
+                        connection_class=PianoSentinelSSLConnection if target.ssl else PianoSentinelConnection)
     if target.username:
         data_options["username"] = target.username
     if target.password is not None:
