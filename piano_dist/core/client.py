@@ -21,6 +21,7 @@ from ..config import Timing
 from ..errors import (DependencyCycleError, QueueFullError, SecurityError, TaskFailedError,
                       TaskTimeoutError, UnknownTaskError)
 from ..keys import PRIORITY_LEVELS, Keys
+from ..replication import pipelined, replicas_to_wait
 from ..retry_policy import is_transient
 from ..scripts import ScriptSet
 from ..security import SecurityValidator
@@ -360,19 +361,29 @@ class TaskClient:
         stored = self.connection.hget(self.keys.rq_job(task_id), "piano_submission")
         return stored is not None and stored.decode(errors="replace") == submission
 
+    def _submit_one(self, script, args: list, task: PreparedTask, submission: str) -> dict:
+        if replicas_to_wait()[0]:  # WAIT must ride the write's connection: a pipeline
+            [result] = pipelined(self.connection, lambda pipe: script(args=args, client=pipe), "submit")
+            if isinstance(result, redis.ResponseError) and is_transient(result):
+                result = script(args=args)  # not run (BUSY, OOM, …): again, under the retry policy
+            if isinstance(result, Exception):
+                raise result
+        else:
+            result = script(args=args)
+        return self._refusals(result, [task], submission)
+
     def submit(self, spec: TaskSpec, queue_group: str | None = None) -> str:
         """``queue_group``: queue the task on that group's queues instead of the cluster's."""
         task = self._prepare(spec, queue_group=queue_group)
         if task.callback is not None:
             self.events.add_task_callback(task.task_id, task.callback)
         submission = os.urandom(8).hex()
+        script, args = self.scripts.task_submit_many, self._submit_args([task], self.max_queue_size, submission)
         try:
-            refusals = self._refusals(self.scripts.task_submit_many(
-                args=self._submit_args([task], self.max_queue_size, submission)), [task], submission)
+            refusals = self._submit_one(script, args, task, submission)
             if refusals and str(refusals[1]).startswith("QUEUE_FULL") and self._recount_backlog() < self.max_queue_size:
                 # The counter had drifted above the real backlog: try again with the true one.
-                refusals = self._refusals(self.scripts.task_submit_many(
-                    args=self._submit_args([task], self.max_queue_size, submission)), [task], submission)
+                refusals = self._submit_one(script, args, task, submission)
             if refusals:
                 raise refusals[1]
         except redis.ResponseError as exc:
@@ -446,10 +457,11 @@ class TaskClient:
         script = self.scripts.task_submit_many
         submission = os.urandom(8).hex()
         chunks = [prepared[start:start + _SUBMIT_CHUNK] for start in range(0, len(prepared), _SUBMIT_CHUNK)]
-        with self.connection.pipeline(transaction=False) as pipe:
+        def fill(pipe) -> None:
             for chunk in chunks:
                 script(args=self._submit_args(chunk, 0, submission), client=pipe)
-            results = pipe.execute(raise_on_error=False)
+
+        results = pipelined(self.connection, fill, f"submit of {len(prepared)} task(s)")
         for start, chunk, result in zip(range(0, len(prepared), _SUBMIT_CHUNK), chunks, results):
             if isinstance(result, redis.ResponseError) and is_transient(result):
                 # Redis did not run this chunk (BUSY, OOM, …): send it again on its own,

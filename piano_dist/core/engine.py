@@ -26,6 +26,7 @@ import redis
 from ..config import Timing
 from ..errors import SecurityError
 from ..keys import Keys
+from ..replication import pipelined
 from ..retry_policy import is_transient
 from ..scripts import ScriptSet
 from ..security import SecurityValidator
@@ -460,12 +461,13 @@ class SlotEngine:
 
         while True:
             try:
-                with self.connection.pipeline(transaction=False) as pipe:
+                def fill(pipe) -> None:
                     for i in pending:
                         ctx, args, _ = batch[i]
                         script(keys=[self.keys.rq_job(ctx.task_id)], args=args, client=pipe)
-                    for i, reply in zip(pending, pipe.execute(raise_on_error=False)):
-                        results[i] = reply
+
+                for i, reply in zip(pending, pipelined(self.connection, fill, f"{len(pending)} outcome(s)")):
+                    results[i] = reply
                 for i in pending:
                     if unsettled(i):
                         ctx, args, _ = batch[i]
