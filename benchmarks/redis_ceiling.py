@@ -32,8 +32,8 @@ import redis
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from piano_dist.bench import w1_noop  # noqa: E402
-from piano_dist.bench.common import BenchRedis, WorkerPool  # noqa: E402
+from piano_dist.bench.common import (BenchRedis, WorkerPool, command_calls, command_delta,  # noqa: E402
+                                     job_window, wait_count)
 from piano_dist.bench.targets import PianoTarget  # noqa: E402
 from piano_dist.embedded import find_redis_server, free_port  # noqa: E402
 
@@ -46,40 +46,45 @@ def redis_cpu(conn: redis.Redis) -> float:
 
 
 def w1(url: str, processes: int, tasks: int) -> dict:
+    """W1's drain (every task queued, workers idle, then released), with Redis's CPU
+    time measured over the drain alone."""
     conn = redis.Redis.from_url(url)
     target = PianoTarget(url)
     try:
         with WorkerPool(url, "piano", processes, SLOTS):
-            cpu_before, t0 = redis_cpu(conn), time.monotonic()
-            result = w1_noop.run(target, tasks)
-            cpu = redis_cpu(conn) - cpu_before
-            elapsed = time.monotonic() - t0
+            ids = target.submit("noop", tasks)
+            base = target.finished()
+            calls_before, cpu_before, t0 = command_calls(conn), redis_cpu(conn), time.monotonic()
+            target.release()
+            wait_count(lambda: target.finished() - base, tasks, timeout=max(120, tasks / 20), what="W1 drain")
+            elapsed, cpu = time.monotonic() - t0, redis_cpu(conn) - cpu_before
+            calls = sum(command_delta(calls_before, command_calls(conn)).values())
+            first, last = job_window(conn, ids)
     finally:
         target.close()
-    return {"processes": processes, "tasks_per_s": round(result["tasks_per_s"]),
-            "commands_per_task": round(result["commands_per_task"], 1),
+    return {"processes": processes, "tasks_per_s": round(tasks / (last - first)),
+            "commands_per_task": round(calls / tasks, 1),
             "redis_cpu_ms_per_task": round(cpu / tasks * 1000, 3),
-            # CPU over the whole measured span (submit, drain, polls): a lower bound of the
-            # drain's utilisation.
             "redis_cpu_utilisation": round(cpu / elapsed, 2)}
 
 
-def demo(url: str, agents: int, ticks: int) -> dict:
+def demo(url: str, agents: int, ticks: int, latency: float) -> dict:
     from piano_dist.demo import DemoConfig, DemoRun
 
     conn = redis.Redis.from_url(url)
     calls_before = sum(int(s["calls"]) for s in conn.info("commandstats").values())
     cpu_before = redis_cpu(conn)
-    report = DemoRun(DemoConfig(agents=agents, ticks=ticks, workers=2, concurrency=SLOTS, llm_latency=0.05,
+    report = DemoRun(DemoConfig(agents=agents, ticks=ticks, workers=2, concurrency=SLOTS, llm_latency=latency,
                                 report_path=None), redis_url=url).run()
     cpu = redis_cpu(conn) - cpu_before
     calls = sum(int(s["calls"]) for s in conn.info("commandstats").values()) - calls_before
     tasks = report["tasks"]
-    return {"agents": agents, "ticks": ticks, "tasks": tasks,
+    return {"agents": agents, "ticks": ticks, "model_latency_s": latency, "tasks": tasks,
             "tasks_per_step": round(tasks / max(1, report["agent_steps"]), 2),
             "completed": report["tasks_by_status"].get("completed", 0),
             "commands_per_task": round(calls / tasks, 1), "redis_cpu_ms_per_task": round(cpu / tasks * 1000, 3),
-            "wall_s": report["wall_seconds"]}
+            "wall_s": report["wall_seconds"],
+            "tick_latency_p50_s": report.get("tick_latency_p50_seconds")}
 
 
 def with_replica(url_port: int, directory: str) -> subprocess.Popen:
@@ -105,6 +110,8 @@ def main() -> None:
     parser.add_argument("--processes", type=int, nargs="+", default=[2, 4, 8])
     parser.add_argument("--agents", type=int, default=20)
     parser.add_argument("--ticks", type=int, default=3)
+    parser.add_argument("--slow-agents", type=int, default=10, help="agents of the 1 s-model run")
+    parser.add_argument("--wait-repeat", type=int, default=3)
     parser.add_argument("--skip-wait", action="store_true")
     parser.add_argument("--json", dest="json_path")
     args = parser.parse_args()
@@ -115,27 +122,36 @@ def main() -> None:
         out["w1"].append(row)
         print(f"W1 {processes} processes × {SLOTS} slots: {row}", flush=True)
     with BenchRedis() as server:
-        out["demo"] = demo(server.url, args.agents, args.ticks)
+        out["demo"] = demo(server.url, args.agents, args.ticks, 0.05)
     print(f"demo workload: {out['demo']}", flush=True)
+    with BenchRedis() as server:
+        out["demo_1s"] = demo(server.url, args.slow_agents, 2, 1.0)
+    print(f"demo workload, model 1 s: {out['demo_1s']}", flush=True)
     if not args.skip_wait:
-        out["wait"] = {}
-        for replicas in ("0", "1"):
-            with BenchRedis() as server:
-                replica = with_replica(server.port, server.dir)
-                os.environ["PIANO_REDIS_WAIT_REPLICAS"] = replicas
-                try:
-                    out["wait"][replicas] = w1(server.url, 2, args.tasks)
-                finally:
-                    os.environ.pop("PIANO_REDIS_WAIT_REPLICAS", None)
-                    replica.terminate()
-                    replica.wait(timeout=10)
-            print(f"W1 with a replica, PIANO_REDIS_WAIT_REPLICAS={replicas}: {out['wait'][replicas]}", flush=True)
+        out["wait"] = {"0": [], "1": []}
+        for _ in range(args.wait_repeat):
+            for replicas in ("0", "1"):
+                with BenchRedis() as server:
+                    replica = with_replica(server.port, server.dir)
+                    os.environ["PIANO_REDIS_WAIT_REPLICAS"] = replicas
+                    try:
+                        out["wait"][replicas].append(w1(server.url, 2, args.tasks))
+                    finally:
+                        os.environ.pop("PIANO_REDIS_WAIT_REPLICAS", None)
+                        replica.terminate()
+                        replica.wait(timeout=10)
+                print(f"W1 with a replica, PIANO_REDIS_WAIT_REPLICAS={replicas}: {out['wait'][replicas][-1]}",
+                      flush=True)
     best_cpu = min(r["redis_cpu_ms_per_task"] for r in out["w1"]) / 1000
     demo_cpu = out["demo"]["redis_cpu_ms_per_task"] / 1000
     out["redis_capacity_noop_tasks_per_s"] = round(1 / best_cpu)
     out["redis_capacity_demo_tasks_per_s"] = round(1 / demo_cpu)
+    step_s = out["demo_1s"]["tick_latency_p50_s"] or 0
+    per_step = out["demo"]["tasks_per_step"]
+    out["agents_at_saturation"] = round(out["redis_capacity_demo_tasks_per_s"] * step_s / per_step) if step_s else None
     print(f"one Redis core: ~{out['redis_capacity_noop_tasks_per_s']} no-op tasks/s, "
-          f"~{out['redis_capacity_demo_tasks_per_s']} demo tasks/s")
+          f"~{out['redis_capacity_demo_tasks_per_s']} demo tasks/s; an agent step with a 1 s model takes "
+          f"{step_s} s (p50) and {per_step} tasks: one Redis saturates near {out['agents_at_saturation']} agents")
     if args.json_path:
         with open(args.json_path, "w") as fh:
             json.dump(out, fh, indent=2)
