@@ -377,7 +377,7 @@ class TaskClient:
         task = self._prepare(spec, queue_group=queue_group)
         if task.callback is not None:
             self.events.add_task_callback(task.task_id, task.callback)
-        submission = os.urandom(8).hex()
+        submission = os.urandom(4).hex()  # tells this call's tasks from another submitter's
         script, args = self.scripts.task_submit_many, self._submit_args([task], self.max_queue_size, submission)
         try:
             refusals = self._submit_one(script, args, task, submission)
@@ -455,7 +455,7 @@ class TaskClient:
             if t.callback is not None:
                 self.events.add_task_callback(t.task_id, t.callback)
         script = self.scripts.task_submit_many
-        submission = os.urandom(8).hex()
+        submission = os.urandom(4).hex()  # tells this call's tasks from another submitter's
         chunks = [prepared[start:start + _SUBMIT_CHUNK] for start in range(0, len(prepared), _SUBMIT_CHUNK)]
         def fill(pipe) -> None:
             for chunk in chunks:
