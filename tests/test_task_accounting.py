@@ -90,3 +90,23 @@ def test_the_switch_interval_can_be_set_for_workers(monkeypatch):
             set_switch_interval()
     finally:
         sys.setswitchinterval(before)
+
+
+def test_a_tasks_model_calls_are_accounted_together_when_it_ends(redis_url, redis_client):
+    from piano_dist.llm.accounting import Accounting
+    from piano_dist.keys import Keys
+
+    def hincrbys():
+        return redis_client.info("commandstats").get("cmdstat_hincrby", {}).get("calls", 0)
+
+    with ConcurrentModuleManager(None, max_workers=1) as manager:
+        manager.register_module("thinker", Thinker(None))
+        before = hincrbys()
+        task = manager.submit_task("thinker", "run", kwargs={"latency": 0.01})
+        assert manager.wait(task, timeout=30)[task]["status"] == "completed"
+        spent = hincrbys() - before
+    summary = Accounting(redis_client, Keys()).summary()
+    assert summary["modules"]["thinker"]["calls"] == 2 and summary["total"]["calls"] == 2
+    # Both calls' counters went to each of the four hashes in one set of increments, not
+    # one set per call (37 HINCRBYs here in all, transitions included, against 57).
+    assert spent <= 45

@@ -62,6 +62,11 @@ class TaskContext:
     # its threads, and who to tell when that count changes (the engine's CPU lanes).
     waits: int = 0
     wait_listener: Callable[["TaskContext", int], None] | None = None
+    # Work the task's helpers leave for its end (one round trip for many small writes,
+    # e.g. the model-call accounting), run by the engine when the task's call returns;
+    # None where nothing runs them (a task in a child process): write at once there.
+    end_hooks: list | None = None
+    end_state: dict = field(default_factory=dict)
 
     @property
     def cancelled(self) -> bool:

@@ -357,8 +357,21 @@ class SlotEngine:
                     self._finish(ctx, "failed", "cancelled while running", time.monotonic() - started)
                 return
         else:
-            outcome, payload, value = self._call_in_thread(module, task, ctx)
+            ctx.end_hooks = []
+            try:
+                outcome, payload, value = self._call_in_thread(module, task, ctx)
+            finally:
+                self._run_end_hooks(ctx)
         self._finish(ctx, outcome, payload, time.monotonic() - started, value)
+
+    @staticmethod
+    def _run_end_hooks(ctx: TaskContext) -> None:
+        hooks, ctx.end_hooks = ctx.end_hooks or [], None
+        for hook in hooks:
+            try:
+                hook()
+            except Exception:  # bookkeeping must never change a task's outcome
+                log.exception("end-of-task hook failed for %s", ctx.task_id)
 
     def _call_in_thread(self, module: Any, task: ClaimedTask, ctx: TaskContext) -> tuple[str, str, Any]:
         token = set_current_task(ctx)

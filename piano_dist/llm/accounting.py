@@ -83,6 +83,45 @@ class Accounting:
         if own:
             pipe.execute()
 
+    def record_many(self, records: list[CallRecord], pipe=None) -> None:
+        """:meth:`record` for several calls at once, summed per target first: a task's
+        calls share its module and agent, so they cost one set of increments."""
+        own = pipe is None
+        pipe = pipe if pipe is not None else self.connection.pipeline(transaction=False)
+        sums: dict[str, dict[str, float]] = {}
+        floats: dict[str, dict[str, float]] = {}
+        names: dict[str, set] = {scope: set() for scope in SCOPES}
+        for rec in records:
+            targets = [self.keys.llm_account(*TOTAL)]
+            for scope, name in (("module", _name(rec.module)), ("agent", _name(rec.agent)),
+                                ("endpoint", rec.endpoint)):
+                targets.append(self.keys.llm_account(scope, name))
+                names[scope].add(name)
+            counts = _increments(rec)
+            seconds = {"model_seconds": rec.model_seconds, "limiter_wait_seconds": rec.limiter_wait_seconds,
+                       "retry_wait_seconds": rec.retry_wait_seconds}
+            if rec.cost is not None:
+                seconds["cost"] = rec.cost
+            for key in targets:
+                into = sums.setdefault(key, {})
+                for field, amount in counts.items():
+                    into[field] = into.get(field, 0) + amount
+                into_f = floats.setdefault(key, {})
+                for field, amount in seconds.items():
+                    into_f[field] = into_f.get(field, 0.0) + amount
+        for scope, members in names.items():
+            if members:
+                pipe.sadd(self.keys.llm_account_index(scope), *sorted(members))
+        for key, counts in sums.items():
+            for field, amount in counts.items():
+                if amount:
+                    pipe.hincrby(key, field, int(amount))
+            for field, amount in floats[key].items():
+                if amount > 0:
+                    pipe.hincrbyfloat(key, field, round(amount, 9 if field == "cost" else 6))
+        if own:
+            pipe.execute()
+
     # --- reading --------------------------------------------------------------------
     def raw(self, scope: str, names: Iterable[str]) -> dict[str, dict[str, float]]:
         names = list(names)
@@ -114,6 +153,16 @@ class Accounting:
         for i in range(0, len(keys), 500):
             removed += self.connection.delete(*keys[i:i + 500])
         return removed
+
+
+def _increments(rec: CallRecord) -> dict[str, int]:
+    counts = {"calls": 1, "cache_hits": int(rec.cache_hit), "requests": rec.requests,
+              "errors": int(rec.error is not None), "rate_limited": rec.rate_limited,
+              "prompt_tokens": rec.prompt_tokens, "completion_tokens": rec.completion_tokens,
+              "limiter_waits": int(rec.limiter_waited)}
+    if rec.latency_seconds is not None:
+        counts[f"{_LAT}{latency_bucket(rec.latency_seconds)}"] = 1
+    return counts
 
 
 def _text(value) -> str:

@@ -195,6 +195,20 @@ class Meter:
 
         return retry.call_with_retry(attempt, on_failure, with_failure_count=True)
 
+    def _defer_to_task(self, rec: CallRecord) -> bool:
+        """Leave the call's accounting to the end of the running task, summed with its
+        other calls (planning makes two, reflection several); False outside a task."""
+        ctx = current_task()
+        if ctx is None or ctx.end_hooks is None:
+            return False
+        pending = ctx.end_state.get(self)
+        if pending is None:
+            pending = ctx.end_state[self] = []
+            accounting = self.accounting
+            ctx.end_hooks.append(lambda: accounting.record_many(pending))
+        pending.append(rec)
+        return True
+
     def _release(self, limiter: EndpointLimiter, admission, used, completion, pause) -> None:
         try:
             limiter.release(admission, used, completion, pause)
@@ -210,7 +224,7 @@ class Meter:
                 pipe = client.connection.pipeline(transaction=False)
                 pipe.incr(client.keys.llm_key("calls"))
                 gauge.settle(pipe)
-                if self.accounting is not None:
+                if self.accounting is not None and not self._defer_to_task(rec):
                     self.accounting.record(rec, pipe)
                 pipe.execute()
             except redis.RedisError as exc:  # accounting must never fail a model call

@@ -84,7 +84,7 @@ class Thinker(BaseModule):
         from piano_dist.core.fanout import fan_out
         from piano_dist.llm import FakeLLM
 
-        llm = FakeLLM(median_latency=latency, sigma=0.0)
+        llm = FakeLLM(median_latency=latency, sigma=0.0, connection=_redis())
         return fan_out(llm.complete, ["first question", "second question"])
 
 
