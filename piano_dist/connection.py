@@ -130,6 +130,15 @@ def get_connection(redis_url: str | None = None, connection: redis.Redis | None 
     return client_for_url(resolve_redis_url(redis_url))
 
 
+def adopt_retry_policy(connection: redis.Redis) -> None:
+    """Give a client made elsewhere (RQ's, for ``rq worker -w``) piano-dist's retry
+    policy. Its pool is reset, so call it before the client is shared between threads."""
+    kwargs = connection.connection_pool.connection_kwargs
+    if not isinstance(kwargs.get("retry"), RedisRetry):
+        kwargs["retry"] = RedisRetry()
+        connection.connection_pool.reset()  # connections are made again, each with a copy
+
+
 def connection_url(connection: redis.Redis) -> str:
     """A URL that reaches the same server the same way (TLS, credentials, socket,
     Sentinel), for child processes such as workers to connect with."""

@@ -27,6 +27,7 @@ connection; the deadline belongs to the outermost call, so nesting does not mult
 """
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import re
@@ -149,8 +150,8 @@ class RedisRetry(Retry):
     """redis-py's ``Retry`` with ``ExponentialBackoff``, bounded by a deadline instead of
     a count, retrying what :func:`is_transient` accepts.
 
-    redis-py copies the retry object into every connection, and a connection serves
-    one call at a time, so the deadline of the call in progress can live on the object.
+    The deadline of the call in progress is kept per thread: redis-py copies the retry
+    object into every connection, but ``set_retry`` hands one object to many.
     """
 
     def __init__(self, deadline: float | None = None, backoff: Any = None):
@@ -158,8 +159,10 @@ class RedisRetry(Retry):
                          supported_errors=(redis.ConnectionError, redis.TimeoutError, socket.timeout,
                                            ResponseError))
         self.deadline = retry_deadline() if deadline is None else float(deadline)
-        self._until: float | None = None
-        self._retried = False
+        self._call = threading.local()  # until: the outermost call's deadline; retried: whether it retried
+
+    def __deepcopy__(self, memo: dict) -> "RedisRetry":
+        return RedisRetry(self.deadline, copy.deepcopy(self._backoff, memo))
 
     def __eq__(self, other: Any) -> bool:
         if not isinstance(other, RedisRetry):
@@ -170,11 +173,12 @@ class RedisRetry(Retry):
 
     def call_with_retry(self, do: Callable[[], T], fail: Callable, is_retryable: Callable | None = None,
                         with_failure_count: bool = False) -> T:
-        outermost = self._until is None
+        call = self._call
+        outermost = getattr(call, "until", None) is None
         if outermost:
-            self._until = time.monotonic() + self.deadline
+            call.until = time.monotonic() + self.deadline
+            call.retried = False
             self._backoff.reset()
-            self._retried = False
         failures = 0
         try:
             while True:
@@ -190,16 +194,16 @@ class RedisRetry(Retry):
                     # The failure handler disconnects, so the next attempt starts clean.
                     fail(error, failures) if with_failure_count else fail(error)
                     wait = self._backoff.compute(failures)
-                    if not retry or time.monotonic() + wait > self._until:
+                    if not retry or time.monotonic() + wait > call.until:
                         raise
-                    self._retried = True
+                    call.retried = True
                     OUTAGES.failing(error, self.deadline)
                     time.sleep(wait)
                 else:
-                    if outermost and self._retried:
+                    if outermost and call.retried:
                         OUTAGES.succeeded()
                     return result
         finally:
             if outermost:
-                self._until = None
+                call.until = None
 

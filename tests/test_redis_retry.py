@@ -308,3 +308,44 @@ def test_module_code_and_the_client_ride_out_a_redis_restart(monkeypatch):
         server.stop()
     assert {st["status"] for st in statuses.values()} == {"completed"}, {
         t: (st["status"], st.get("error")) for t, st in statuses.items() if st["status"] != "completed"}
+
+
+def test_one_policy_object_shared_by_threads_keeps_each_calls_deadline():
+    # redis-py's set_retry hands one object to every connection of a pool.
+    policy = RedisRetry(deadline=5)
+    copy_of = __import__("copy").deepcopy(policy)
+    assert isinstance(copy_of, RedisRetry) and copy_of is not policy and copy_of.deadline == 5
+    barrier = threading.Barrier(2)
+    results, errors = [], []
+
+    def call(label):
+        attempts = []
+
+        def flaky():
+            attempts.append(1)
+            if len(attempts) == 1:
+                barrier.wait(timeout=10)  # both calls are inside the policy at once
+            if len(attempts) < 3:
+                raise redis.ConnectionError("refused")
+            return label
+
+        try:
+            results.append(policy.call_with_retry(flaky, lambda error: None))
+        except Exception as exc:  # a deadline shared across threads would surface here
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors and sorted(results) == ["a", "b"]
+
+
+def test_a_worker_given_rqs_client_adopts_the_policy(redis_url):
+    from piano_dist.workers.piano_worker import PianoWorker
+
+    client = redis.Redis.from_url(redis_url)  # as `rq worker -w …` builds it
+    worker = PianoWorker(connection=client, concurrency=1)
+    assert isinstance(client.connection_pool.connection_kwargs["retry"], RedisRetry)
+    assert worker.connection is client and client.ping()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import signal
 import socket
 import sys
@@ -24,7 +23,8 @@ from rq.serializers import JSONSerializer
 from rq.worker import BaseWorker, WorkerStatus
 
 from ..config import Timing
-from ..connection import connection_url, get_connection
+from ..connection import adopt_retry_policy, describe, get_connection
+from ..redis_url import redact
 from ..core.engine import SlotEngine
 from ..core.allowlist import AllowList
 from ..core.loader import ModuleLoader
@@ -71,8 +71,7 @@ def warn_if_not_configured_redis(connection: Any) -> None:
         return
     if _server_of(wanted) != _server_of(kw):
         log.warning("this worker uses the Redis it was given (%s), not the configured %s: with rq worker, "
-                    "pass --url \"$(piano-dist redis url)\"", connection_url(connection),
-                    re.sub(r"://[^@/]*@", "://***@", url))
+                    "pass --url \"$(piano-dist redis url)\"", describe(connection), redact(url))
 
 
 def set_switch_interval() -> float:
@@ -106,6 +105,7 @@ class PianoWorker(BaseWorker):
             kwargs["connection"] = get_connection()
         else:
             warn_if_not_configured_redis(kwargs["connection"])
+            adopt_retry_policy(kwargs["connection"])  # `rq worker -w`: RQ made the client
         if not kwargs.get("name"):  # `piano-dist worker` passes name=None when --name is not given
             kwargs["name"] = default_worker_name()
         super().__init__(queues or self.keys.queue_names, *args, **kwargs)
