@@ -38,6 +38,15 @@ class ScriptSet:
         self._connection = connection
         self._scripts: dict[str, redis.commands.core.Script] = {}
 
+    def queue(self, pipe, name: str, keys: list, args: list) -> None:
+        """Add a call of script ``name`` to ``pipe`` as a plain EVALSHA. (A pipeline given
+        a Script object asks Redis ``SCRIPT EXISTS`` before every execute: one more
+        round trip per batch.) A reply that is :class:`redis.exceptions.NoScriptError`
+        (Redis restarted and forgot it) means the script did not run: call it again
+        directly, which loads it."""
+        script = getattr(self, name)
+        pipe.evalsha(script.sha, len(keys), *keys, *args)
+
     def __getattr__(self, name: str):
         if name.startswith("_"):
             raise AttributeError(name)

@@ -73,3 +73,13 @@ def test_cpu_lanes_must_be_a_positive_integer(monkeypatch):
         cpu_lanes_from_env()
     monkeypatch.setenv("PIANO_CPU_LANES", "12")
     assert cpu_lanes_from_env() == 12
+
+
+def test_outcomes_are_recorded_after_redis_forgot_the_scripts(redis_url, redis_client):
+    with ConcurrentModuleManager(None, max_workers=2) as manager:
+        manager.register_module("echo", Echo(None))
+        first = manager.submit_task("echo", "add", args=(1, 1))
+        assert manager.get_result(first, timeout=30) == 2
+        redis_client.script_flush()  # as after a restart: the next finish batch meets NOSCRIPT
+        again = manager.submit_task("echo", "add", args=(2, 2))
+        assert manager.get_result(again, timeout=30) == 4

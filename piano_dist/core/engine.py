@@ -470,14 +470,16 @@ class SlotEngine:
         pending = list(range(len(batch)))
 
         def unsettled(i: int) -> bool:
-            return results[i] is None or (isinstance(results[i], Exception) and is_transient(results[i]))
+            return results[i] is None or (isinstance(results[i], Exception)
+                                          and (is_transient(results[i])
+                                               or isinstance(results[i], redis.exceptions.NoScriptError)))
 
         while True:
             try:
                 def fill(pipe) -> None:
                     for i in pending:
                         ctx, args, _ = batch[i]
-                        script(keys=[self.keys.rq_job(ctx.task_id)], args=args, client=pipe)
+                        self.scripts.queue(pipe, "task_finish", [self.keys.rq_job(ctx.task_id)], args)
 
                 for i, reply in zip(pending, pipelined(self.connection, fill, f"{len(pending)} outcome(s)")):
                     results[i] = reply
