@@ -4,6 +4,7 @@ demo's own workers and the dashboard; a wrong password is one line naming
 authentication, not a traceback or a retry loop."""
 from __future__ import annotations
 
+import shutil
 from urllib.parse import quote
 
 import pytest
@@ -114,6 +115,7 @@ def tls():
     url = f"rediss://:{quote(PASSWORD, safe='')}@127.0.0.1:{tls_port}/0?{options}"
     yield server, url, certs
     server.stop()
+    shutil.rmtree(certs.directory, ignore_errors=True)
 
 
 def test_tls_for_worker_cli_and_dashboard(tls, tmp_path):

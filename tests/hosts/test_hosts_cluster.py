@@ -17,7 +17,6 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -42,21 +41,24 @@ if why_not:
     pytest.skip(f"multi-host harness: {why_not}", allow_module_level=True)
 
 
-def _env(url: str, **extra: str) -> dict:
+def _env(url: str, home: str, **extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIANO_", "REDIS_URL", "RQ_REDIS_URL"))}
-    env.update(PIANO_REDIS_URL=url, PIANO_HOME=tempfile.mkdtemp(prefix="hosts-piano-home-"),
-               PIANO_LEASE_SECONDS=str(LEASE), PIANO_STALLED_INTERVAL=str(SWEEP), **extra)
+    env.update(PIANO_REDIS_URL=url, PIANO_HOME=home, PIANO_LEASE_SECONDS=str(LEASE),
+               PIANO_STALLED_INTERVAL=str(SWEEP), **extra)
     return env
 
 
 class Cluster:
-    def __init__(self, lab: Lab):
+    def __init__(self, lab: Lab, workdir):
         self.lab = lab
+        self.workdir = workdir
+        self.home = str(workdir / "piano-home")
         self.redis_host = lab.add_host("redis")
         self.worker_hosts = [lab.add_host("w1"), lab.add_host("w2")]
         self.client = lab.add_host("client")
         self.url = f"redis://:{ENCODED}@{self.redis_host.address}:{PORT}/0"
-        self.data_dir = tempfile.mkdtemp(prefix="hosts-redis-")
+        self.data_dir = str(workdir / "redis-data")
+        os.makedirs(self.data_dir)
         self.redis: subprocess.Popen | None = None
         self.workers: dict[str, list[subprocess.Popen]] = {}
 
@@ -80,11 +82,12 @@ class Cluster:
                 "c = client_for_url(sys.argv[1], retry_deadline=0, socket_connect_timeout=1); "
                 "r = c.execute_command(*sys.argv[2:]); "
                 "print(r.decode() if isinstance(r, bytes) else r)")
-        out = self.client.run([sys.executable, "-c", code, self.url, *command], env=_env(self.url), timeout=30)
+        out = self.client.run([sys.executable, "-c", code, self.url, *command], env=_env(self.url, self.home),
+                              timeout=30)
         return out.stdout.strip() if out.returncode == 0 else ""
 
     def probe(self, run_id: str) -> dict:
-        out = self.client.run([sys.executable, PROBE, run_id], env=_env(self.url), timeout=60)
+        out = self.client.run([sys.executable, PROBE, run_id], env=_env(self.url, self.home), timeout=60)
         assert out.returncode == 0, out.stderr
         return json.loads(out.stdout)
 
@@ -102,7 +105,7 @@ class Cluster:
             self.workers[host.role] = [
                 host.popen([sys.executable, "-m", "piano_dist.cli.main", "worker", "--concurrency", "16",
                             "--name", f"{host.role}-{i}", "--log-level", "WARNING"],
-                           env=_env(self.url, PIANO_FAKE_LLM_LATENCY=str(MODEL_SECONDS)),
+                           env=_env(self.url, self.home, PIANO_FAKE_LLM_LATENCY=str(MODEL_SECONDS)),
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 for i in (1, 2)]
         self.until(lambda: self.ask(["SCARD", "rq:workers"]) == "4", 60, "four workers registered")
@@ -114,11 +117,12 @@ class Cluster:
 
     # --- the demo, run by a user on the client host -----------------------------------------
     def demo(self) -> "DemoProcess":
-        report = tempfile.mktemp(prefix="hosts-demo-", suffix=".json")
+        self.runs = getattr(self, "runs", 0) + 1
+        report = str(self.workdir / f"demo-{self.runs}.json")
         proc = self.client.popen(
             [sys.executable, "-m", "piano_dist.cli.main", "demo", "--external-workers", "--agents", str(AGENTS),
              "--ticks", str(TICKS), "--report", report, "--timeout", "600", "--progress-interval", "0.5"],
-            env=_env(self.url), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            env=_env(self.url, self.home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         return DemoProcess(proc, report)
 
 
@@ -155,9 +159,9 @@ class DemoProcess:
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def cluster(tmp_path_factory):
     with Lab() as lab:
-        c = Cluster(lab)
+        c = Cluster(lab, tmp_path_factory.mktemp("hosts-lab"))
         c.start_redis()
         yield c
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 
@@ -73,6 +74,7 @@ class SentinelCluster:
                 proc.kill()
         self.replica.stop()
         self.master.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
 
     def __enter__(self):
         return self.start()
