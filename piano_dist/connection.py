@@ -22,6 +22,9 @@ from .retry_policy import RedisRetry
 
 MAX_POOL_CONNECTIONS = 5000
 CONNECT_TIMEOUT = 5.0
+# A reply slower than this counts as a lost connection (and is retried): redis-py 8's own
+# default, made explicit. Blocking commands (BLPOP, XREAD BLOCK) must wait less than this.
+SOCKET_TIMEOUT = 5.0
 # How long a sentinel may take to answer before discovery asks the next one.
 SENTINEL_TIMEOUT = 1.0
 _SUPPORTED = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel")
@@ -48,7 +51,8 @@ def client_options(url: str, retry_deadline: float | None = None) -> dict[str, A
     # modules' state listeners and lock waiters (each blocked on its own BLPOP) share one
     # pool, so a worker running many agents needs more; Redis itself allows 10,000.
     options: dict[str, Any] = {"max_connections": MAX_POOL_CONNECTIONS, "health_check_interval": 30,
-                               "retry": RedisRetry(retry_deadline), "socket_connect_timeout": CONNECT_TIMEOUT}
+                               "retry": RedisRetry(retry_deadline), "socket_connect_timeout": CONNECT_TIMEOUT,
+                               "socket_timeout": SOCKET_TIMEOUT}
     if url_scheme(url) != "unix":
         options.update(socket_keepalive=True, socket_keepalive_options=_keepalive_options())
     return options
