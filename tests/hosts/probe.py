@@ -8,21 +8,9 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timezone
 
+from piano_dist.bench.common import rq_time
 from piano_dist.connection import get_connection
-
-
-def epoch(raw: bytes | None) -> float | None:
-    if not raw:
-        return None
-    text = raw.decode()
-    for fmt in ("%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ"):
-        try:
-            return datetime.strptime(text, fmt).replace(tzinfo=timezone.utc).timestamp()
-        except ValueError:
-            continue
-    return None
 
 
 def main(run_id: str) -> None:
@@ -43,7 +31,7 @@ def main(run_id: str) -> None:
         by_worker[name] = by_worker.get(name, 0) + 1
         if int(attempts or 0) > 1:
             repeated += 1
-        end = epoch(ended)
+        end = rq_time(ended)
         if end is not None:
             ends.append(end)
     print(json.dumps({"tasks": len(ids), "by_status": by_status, "by_worker": by_worker,
