@@ -83,3 +83,20 @@ def test_outcomes_are_recorded_after_redis_forgot_the_scripts(redis_url, redis_c
         redis_client.script_flush()  # as after a restart: the next finish batch meets NOSCRIPT
         again = manager.submit_task("echo", "add", args=(2, 2))
         assert manager.get_result(again, timeout=30) == 4
+
+
+def test_unique_ids_differ_across_threads_and_a_forked_child():
+    import os
+
+    from piano_dist.ids import unique_hex
+
+    ids = {unique_hex() for _ in range(10_000)}
+    assert len(ids) == 10_000 and all(len(i) == 32 for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child's stream must not repeat the parent's
+        os.write(write, unique_hex().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    assert child != unique_hex() and len(child) == 32

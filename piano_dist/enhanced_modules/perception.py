@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections import deque
 from datetime import datetime
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 import redis
 
 from ..core.fanout import fan_out
+from ..ids import unique_hex
 from ..keys import Keys
 from ..modules.base import BaseModule
 from .perception_cache import PerceptionCache
@@ -172,7 +172,7 @@ class ParallelPerceptionModule(BaseModule):
                 self._counts["cache_hits" if cached is not None else "cache_misses"] += 1
             self._by_sensor[sensor.value] = self._by_sensor.get(sensor.value, 0) + 1
         return PerceptionResult(
-            task_id=f"perc_{uuid.uuid4().hex[:12]}", sensor_type=sensor.value, processed_data=processed,
+            task_id=f"perc_{unique_hex(12)}", sensor_type=sensor.value, processed_data=processed,
             confidence=round(float(confidence), 6), processing_time=elapsed,
             metadata={"cached": cached is not None, "weight": SENSOR_WEIGHTS[sensor], "agent_id": self.agent_id},
             timestamp=time.time())

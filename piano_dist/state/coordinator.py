@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable, Optional
 
 import redis
 
+from ..ids import unique_hex
 from ..errors import FencedWriteRejected, SecurityError
 from .agent_state import RedisAgentState, agent_id_of
 from .fence import current_fence
@@ -356,7 +357,7 @@ class StateCoordinator:
     @contextmanager
     def transaction(self, transaction_id: Optional[str] = None):
         """``with coordinator.transaction(): ...`` commits on success, rolls back on error."""
-        tx = self.begin_transaction(transaction_id or f"tx_{uuid.uuid4().hex}")
+        tx = self.begin_transaction(transaction_id or f"tx_{unique_hex()}")
         try:
             yield tx
         except BaseException:

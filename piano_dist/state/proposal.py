@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
+from ..ids import unique_hex
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -89,7 +89,7 @@ def make_proposal(module_id: str, path: str, new_value: Any, change_type: Any = 
             raise ValueError(f"a MERGE change needs a dict value; got {type(new_value).__name__} for {path!r}")
         leaves = to_leaves(new_value)
     return Proposal(
-        change_id=uuid.uuid4().hex, module_id=module_id, path=path, change_type=ctype, new_value=new_value,
+        change_id=unique_hex(), module_id=module_id, path=path, change_type=ctype, new_value=new_value,
         leaves=leaves, priority=priority, metadata=metadata, expected_version=expected_version, fence=fence,
         from_baseline=from_baseline, timestamp=time.time(),
     )
