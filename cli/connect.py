@@ -123,6 +123,7 @@ def check_reachable(url: str) -> None:
     from .errors import CliError
 
     from piano_dist.connection import client_for_url
+    from piano_dist.retry_policy import transient_reply
 
     try:
         # Every URL form piano-dist accepts (TLS, unix sockets, Sentinel), without retries.
@@ -132,13 +133,15 @@ def check_reachable(url: str) -> None:
         raise CliError(f"invalid Redis URL {shown_url(url)}: {exc}") from None
     try:
         probe.ping()
-    except redis.ResponseError as exc:
-        if re.match(r"(NOAUTH|WRONGPASS)", str(exc)):
+    except redis.RedisError as exc:
+        if transient_reply(exc):
+            # It is Redis, busy for now (a long script, loading its AOF after a restart):
+            # the command's own client waits that out under the retry policy.
+            return
+        if not isinstance(exc, redis.ResponseError) or re.match(r"(NOAUTH|WRONGPASS)", str(exc)):
             raise CliError(describe_redis_error(exc, url)) from None
         raise CliError(f"cannot reach Redis at {shown_url(url)}: the server there does not speak the "
                        f"Redis protocol ({' '.join(str(exc).split())})") from None
-    except redis.RedisError as exc:
-        raise CliError(describe_redis_error(exc, url)) from None
     except OSError as exc:  # e.g. a TLS handshake with a plain-text server
         raise CliError(f"cannot reach Redis at {shown_url(url)}: {exc}") from None
     finally:

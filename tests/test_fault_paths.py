@@ -289,3 +289,50 @@ def test_a_module_registered_locally_after_a_failed_load_is_started_at_once(redi
     local["later"] = Echo()
     assert "later" not in loader.unloadable()
     assert loader.get("later") is local["later"]
+
+
+def test_a_worker_started_while_redis_is_busy_waits_instead_of_exiting(redis_url, redis_client):
+    """BUSY (a long script) or LOADING (an AOF being read after a restart) at start-up
+    is Redis answering: the worker waits it out like any other call."""
+    import threading
+
+    redis_client.config_set("lua-time-limit", 100)
+    spinner = redis.Redis.from_url(redis_url, socket_timeout=60)
+    thread = threading.Thread(target=lambda: _ignore(spinner.eval, "while true do end", 0), daemon=True)
+    thread.start()
+    admin = redis.Redis.from_url(redis_url)
+    wait_until(lambda: _is_busy(admin), timeout=10, message="Redis to be busy")
+    worker = WorkerProcess(redis_url, concurrency=1, name="patient")
+    try:
+        time.sleep(2)  # the behaviour under test: starting while every reply is BUSY
+        assert worker.alive(), worker.stderr_text()
+        wait_until(lambda: _killed(admin), timeout=10, message="SCRIPT KILL")
+        wait_until(lambda: admin.exists("rq:worker:patient"), timeout=30, message="the worker to register")
+    finally:
+        _killed(admin)
+        worker.stop()
+        thread.join(timeout=10)
+        admin.config_set("lua-time-limit", 5000)  # the session's Redis: back to the default
+
+
+def _ignore(fn, *args):
+    try:
+        fn(*args)
+    except redis.RedisError:
+        pass
+
+
+def _is_busy(admin) -> bool:
+    try:
+        admin.ping()
+        return False
+    except redis.ResponseError as exc:
+        return "BUSY" in str(exc)
+
+
+def _killed(admin) -> bool:
+    try:
+        admin.script_kill()
+        return True
+    except redis.ResponseError as exc:
+        return "NOTBUSY" in str(exc)
