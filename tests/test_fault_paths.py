@@ -291,28 +291,32 @@ def test_a_module_registered_locally_after_a_failed_load_is_started_at_once(redi
     assert loader.get("later") is local["later"]
 
 
-def test_a_worker_started_while_redis_is_busy_waits_instead_of_exiting(redis_url, redis_client):
+def test_a_worker_started_while_redis_is_busy_waits_instead_of_exiting():
     """BUSY (a long script) or LOADING (an AOF being read after a restart) at start-up
     is Redis answering: the worker waits it out like any other call."""
     import threading
 
-    redis_client.config_set("lua-time-limit", 100)
-    spinner = redis.Redis.from_url(redis_url, socket_timeout=60)
+    from support.redis_server import RedisServer
+
+    server = RedisServer().start()  # its own: the BUSY threshold below must not leak
+    admin = redis.Redis.from_url(server.url)
+    admin.config_set("lua-time-limit", 100)
+    spinner = redis.Redis.from_url(server.url, socket_timeout=60)
     thread = threading.Thread(target=lambda: _ignore(spinner.eval, "while true do end", 0), daemon=True)
     thread.start()
-    admin = redis.Redis.from_url(redis_url)
     wait_until(lambda: _is_busy(admin), timeout=10, message="Redis to be busy")
-    worker = WorkerProcess(redis_url, concurrency=1, name="patient")
+    worker = WorkerProcess(server.url, concurrency=1, name="patient")
     try:
         time.sleep(2)  # the behaviour under test: starting while every reply is BUSY
         assert worker.alive(), worker.stderr_text()
         wait_until(lambda: _killed(admin), timeout=10, message="SCRIPT KILL")
+        wait_until(lambda: not _is_busy(admin), timeout=10, message="the script to end")
         wait_until(lambda: admin.exists("rq:worker:patient"), timeout=30, message="the worker to register")
     finally:
         _killed(admin)
         worker.stop()
         thread.join(timeout=10)
-        admin.config_set("lua-time-limit", 5000)  # the session's Redis: back to the default
+        server.stop()
 
 
 def _ignore(fn, *args):
