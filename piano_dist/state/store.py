@@ -21,7 +21,9 @@ from .tree import MISSING, ancestors, from_leaves, leaves_under, state_from_fiel
 from .types import ChangeOutcome, ChangeStatus, StateChange, StateChangeType, StateSnapshot
 
 DEFAULT_OUTCOME_TTL = 24 * 3600
-DEFAULT_LOG_MAXLEN = 100_000
+# Changes kept per agent for subscribers catching up (about 1 KB each with their old and
+# new values): 100,000 let a thousand-agent simulation hold gigabytes of history.
+DEFAULT_LOG_MAXLEN = 1_000
 BATCH_LIMIT = 1000
 
 
