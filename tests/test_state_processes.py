@@ -84,8 +84,9 @@ def transaction_main(url, agent_id, commit):
 
 def swarm_main(url, agent_id, index, count):
     conn = redis.Redis.from_url(url)
+    # A log long enough for the whole run: the test reads every change back from it.
     coord = StateCoordinator(RedisAgentState(agent_id, connection=conn), SyncPolicy.BATCHED, batch_size=10,
-                             connection=conn)
+                             connection=conn, log_maxlen=10_000)
     module_id = f"p{index}"
     coord.register_module(module_id, None)
     conn.incr("test:swarm:ready")
@@ -170,7 +171,7 @@ def test_seed_behaviours_with_modules_in_different_processes(redis_url, redis_cl
 
 @pytest.mark.slow
 def test_four_processes_500_proposals_each_on_the_same_paths(redis_url, redis_client):
-    main = StateCoordinator(None, agent_id="swarm", connection=redis_client)
+    main = StateCoordinator(None, agent_id="swarm", connection=redis_client, log_maxlen=10_000)
     main.register_conflict_resolver("mood.level", "latest_wins")
     main.register_conflict_resolver("tally", "merge")
     procs = [_start(swarm_main, redis_url, "swarm", i, 500) for i in range(4)]

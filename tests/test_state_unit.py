@@ -348,3 +348,17 @@ def test_seed_registration_surface(coord):
         c.unregister_module("test_module")
     with pytest.raises(ValueError):
         c.subscribe_to_path("test_module", "goals")
+
+
+def test_the_change_log_keeps_about_the_latest_thousand_changes_per_agent(redis_url, redis_client):
+    from piano_dist.state import StateCoordinator
+    from piano_dist.state.store import DEFAULT_LOG_MAXLEN
+
+    coordinator = StateCoordinator(None, agent_id="long-lived", connection=redis_client)
+    coordinator.register_module("m")
+    for i in range(3 * DEFAULT_LOG_MAXLEN):
+        coordinator.propose_change("m", "counter", i)
+    length = redis_client.xlen(coordinator.store.log)
+    assert DEFAULT_LOG_MAXLEN <= length < 2 * DEFAULT_LOG_MAXLEN  # MAXLEN ~ trims in whole nodes
+    assert coordinator.get_value("counter") == 3 * DEFAULT_LOG_MAXLEN - 1
+    coordinator.shutdown()
