@@ -4,8 +4,8 @@ from .core.context import TaskContext, current_task, waiting
 from .core.runtime import run_module_task  # noqa: F401  (the callable RQ records for every task)
 from .core.types import (ExecutorMetrics, ModuleMetrics, ModuleState, ModuleTask, Priority,
                          TaskStatus)
-from .errors import (DeadlockError, DependencyCycleError, EmbeddedRedisError, LockTimeoutError,
-                     ManagerShutdownError, PianoError, QueueFullError, SecurityError,
+from .errors import (DeadlockError, DependencyCycleError, EmbeddedRedisError, InvalidArgument,
+                     LockTimeoutError, ManagerShutdownError, PianoError, QueueFullError, SecurityError,
                      TaskFailedError, TaskTimeoutError, UnknownModuleError, UnknownTaskError)
 from .executor import ModuleExecutor
 from .manager import ConcurrentModuleManager
@@ -27,7 +27,7 @@ __all__ = [
     "AccessMode", "AssociativeMemory", "BaseModule", "CausalRelationType", "CircularBuffer",
     "ConceptNode", "ConceptType", "ConcurrentModuleManager", "ConflictResolution",
     "DeadlockError", "DependencyCycleError", "EmbeddedRedisError", "Episode", "EpisodeType",
-    "EpisodicMemory", "ExecutorMetrics", "FencedWriteRejected", "LockTimeoutError",
+    "EpisodicMemory", "ExecutorMetrics", "FencedWriteRejected", "InvalidArgument", "LockTimeoutError",
     "ManagerShutdownError", "ModuleExecutor", "ModuleMetrics", "ModuleState", "ModuleTask",
     "PianoError", "Priority", "QueueFullError", "RedisAgentState", "ResourceCoordinator",
     "ResourceLock", "ResourceMetrics", "ResourceType", "SchedulingPolicy", "SecurityError",

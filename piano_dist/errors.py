@@ -6,8 +6,15 @@ class PianoError(Exception):
     """Base class of every piano-dist error."""
 
 
-class SecurityError(PianoError, ValueError):
-    """Input rejected by :class:`piano_dist.SecurityValidator`; the message says why."""
+class InvalidArgument(PianoError, ValueError):
+    """An argument or input refused (a bad task spec, a non-positive timeout, a value that
+    is not JSON, a name :class:`piano_dist.SecurityValidator` rejects); the message says
+    what was wrong and nothing was stored."""
+
+
+# The name the original framework's API raises; the same class, so ``except SecurityError``
+# catches every argument error.
+SecurityError = InvalidArgument
 
 
 class UnknownModuleError(PianoError, KeyError):
