@@ -28,6 +28,7 @@ import redis
 
 from .connection import get_connection
 from .core.client import TaskClient, TaskSpec
+from .core.task_scripts import FinishReply, RunOutcome
 from .core.types import ModuleState, ModuleTask, Priority, TaskStatus
 from .errors import QueueFullError
 from .keys import Keys
@@ -155,19 +156,17 @@ class TaskScheduler:
         ``task_completed``. Tasks of the cluster's scheduler taken here are not run by
         any worker."""
         self._check_open()
-        rows = self.client.scripts.task_claim(
-            keys=[self.keys.rq_queue(q) for q in self.keys.queue_names],
-            args=[self.keys.prefix, self.worker_name, int(self.lease * 1000), 1, "[]", 100,
-                  "" if self.is_cluster else "any"])
+        rows = self.client.tasks.claim([self.keys.rq_queue(q) for q in self.keys.queue_names], self.worker_name,
+                                       int(self.lease * 1000), 1, "[]", 100, any_module=not self.is_cluster)
         if not rows:
             return None
-        row = [_text(v) for v in rows[0]]
-        task_id, module, method, payload, timeout, attempt = row[:6]
-        args, kwargs = json.loads(payload) if payload else ([], {})
-        priority = int(self.connection.hget(self.keys.rq_job(task_id), "piano_priority") or Priority.NORMAL)
-        self._taken[task_id] = (int(attempt), time.monotonic())
-        return ModuleTask(task_id, module, method, tuple(args), kwargs, Priority(priority),
-                          float(timeout) if timeout else None, started_at=time.time(), state=ModuleState.RUNNING)
+        row = rows[0]
+        args, kwargs = json.loads(row.payload) if row.payload else ([], {})
+        priority = int(self.connection.hget(self.keys.rq_job(row.task_id), "piano_priority") or Priority.NORMAL)
+        self._taken[row.task_id] = (row.attempt, time.monotonic())
+        return ModuleTask(row.task_id, row.module, row.method, tuple(args), kwargs, Priority(priority),
+                          float(row.timeout) if row.timeout else None, started_at=time.time(),
+                          state=ModuleState.RUNNING)
 
     def task_completed(self, task_id: str, success: bool = True, result: Any = None) -> bool:
         """Record the end of a taken task: completion releases its dependents, failure
@@ -193,11 +192,8 @@ class TaskScheduler:
             payload = json.dumps(result) if success else "failed (reported by TaskScheduler.task_completed)"
         except (TypeError, ValueError):
             payload = json.dumps(repr(result))
-        answer = self.client.scripts.task_finish(
-            keys=[self.keys.rq_job(task_id)],
-            args=[self.keys.prefix, task_id, worker, attempt, outcome, payload,
-                  self.client.timing.result_ttl, elapsed_ms, ""])
-        return _text(answer[0]) != "refused"
+        reply = self.client.tasks.finish(RunOutcome(task_id, worker, attempt, outcome, payload, elapsed_ms))
+        return not FinishReply.decode(reply).refused
 
     def cancel_task(self, task_id: str) -> bool:
         return self.client.cancel(task_id)
@@ -279,10 +275,8 @@ class TaskScheduler:
             return
         self._closed = True
         for task_id, (attempt, _) in list(self._taken.items()):
-            self.client.scripts.task_release(
-                keys=[self.keys.rq_job(task_id)],
-                args=[self.keys.prefix, task_id, self.worker_name, attempt,
-                      "TaskScheduler shut down before the task was completed", self.client.timing.result_ttl])
+            self.client.tasks.release(task_id, self.worker_name, attempt,
+                                      "TaskScheduler shut down before the task was completed")
         self._taken.clear()
         if self.is_private:
             self._discard_queues()

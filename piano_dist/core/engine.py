@@ -28,20 +28,18 @@ from ..errors import SecurityError
 from ..keys import Keys
 from ..replication import pipelined
 from ..retry_policy import is_transient
-from ..scripts import ScriptSet
 from ..security import SecurityValidator
 from .context import TaskContext, reset_current_task, set_current_task
 from .isolation import run_in_child
 from .loader import BrokenModuleError, ModuleLoader, ModuleLoadError
 from .log_limit import LogLimiter
 from .registry import method_problem
+from .task_scripts import ClaimRow, FinishReply, RunOutcome, TaskScripts
 
 log = logging.getLogger("piano_dist.engine")
 
 # Tasks one claim call may set aside (held, parked, stale) before it lets Redis go.
 _CLAIM_SET_ASIDE = 500
-# Expired entries one sweep removes per RQ registry (a sweep runs every stalled interval).
-_REGISTRY_CLEANUP = 20_000
 DEFAULT_CPU_LANES = 32
 
 
@@ -73,17 +71,15 @@ class ClaimedTask:
     problem: str | None = None  # why the task record cannot run (it ends failed)
 
     @classmethod
-    def from_row(cls, row: list) -> "ClaimedTask":
+    def from_row(cls, row: ClaimRow) -> "ClaimedTask":
         """A claimed task from the claim script's row. The row's id and attempt come from
         the script; everything else was read from the task's hash, so a malformed value
         makes the task fail (``problem``) rather than the worker."""
-        text = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in row[:8]]
-        registration = row[8] if len(row) > 8 else None
-        task = cls(text[0], text[1], text[2], [], {}, None, int(text[5]), text[6], text[7] or None,
-                   registration if isinstance(registration, bytes) else (registration or "").encode())
+        task = cls(row.task_id, row.module, row.method, [], {}, None, row.attempt, row.origin, row.agent or None,
+                   row.registration)
         try:
-            task.args, task.kwargs = _decode_payload(text[3])
-            task.timeout = _decode_timeout(text[4])
+            task.args, task.kwargs = _decode_payload(row.payload)
+            task.timeout = _decode_timeout(row.timeout)
         except ValueError as exc:
             task.problem = f"the task's stored record is corrupt: {exc}"
         return task
@@ -133,14 +129,14 @@ class SlotEngine:
         self.loader = loader
         self.timing = timing or Timing()
         self.lease_ms = int(self.timing.lease * 1000)
-        self.scripts = ScriptSet(connection)
+        self.tasks = TaskScripts(connection, self.keys, self.timing)
         self.on_finished = on_finished
         self.rq_worker_key = rq_worker_key
         self.active: dict[str, TaskContext] = {}
         # Outcomes wait here for the finisher thread, which records them in pipelined
         # batches: one round trip for every outcome that arrived meanwhile, and the slots
         # they free are claimed again together.
-        self._outbox: list[tuple[TaskContext, list, float]] = []
+        self._outbox: list[tuple[TaskContext, RunOutcome, float]] = []
         self._outbox_ready = threading.Condition()
         self._finisher: threading.Thread | None = None
         self._finisher_stop = False
@@ -251,10 +247,8 @@ class SlotEngine:
             if self._stop_claiming.is_set():
                 break
             try:
-                rows = self.scripts.task_claim(
-                    keys=self.queue_keys,
-                    args=[self.keys.prefix, self.worker_name, self.lease_ms, free,
-                          json.dumps(self.loader.unloadable()), _CLAIM_SET_ASIDE])
+                rows = self.tasks.claim(self.queue_keys, self.worker_name, self.lease_ms, free,
+                                        json.dumps(self.loader.unloadable()), _CLAIM_SET_ASIDE)
             except redis.RedisError as exc:
                 self._redis_down(exc)
                 continue
@@ -428,11 +422,11 @@ class SlotEngine:
     def _finish(self, ctx: TaskContext, outcome: str, payload: str, elapsed: float, value: Any = None) -> None:
         """Hand the outcome to the finisher thread; the slot frees once it is recorded."""
         model = ctx.model_time()
-        args = [self.keys.prefix, ctx.task_id, self.worker_name, ctx.attempt, outcome, payload,
-                self.timing.result_ttl, int(elapsed * 1000), self._rq_result(ctx, outcome, payload, value),
-                self.rq_worker_key, round(model * 1000, 3) if ctx.model_spans else "", len(ctx.model_spans)]
+        record = RunOutcome(ctx.task_id, self.worker_name, ctx.attempt, outcome, payload, int(elapsed * 1000),
+                            self._rq_result(ctx, outcome, payload, value), self.rq_worker_key,
+                            round(model * 1000, 3) if ctx.model_spans else "", len(ctx.model_spans))
         with self._outbox_ready:
-            self._outbox.append((ctx, args, elapsed))
+            self._outbox.append((ctx, record, elapsed))
             self._outbox_ready.notify()
 
     def _finish_loop(self) -> None:
@@ -444,8 +438,8 @@ class SlotEngine:
                     return
                 batch, self._outbox = self._outbox[:200], self._outbox[200:]
             results = self._record(batch)
-            for (ctx, args, elapsed), result in zip(batch, results):
-                self._after_record(ctx, result, elapsed, args[5])
+            for (ctx, record, elapsed), result in zip(batch, results):
+                self._after_record(ctx, result, elapsed, record.payload)
 
     def _stop_finisher(self) -> None:
         with self._outbox_ready:
@@ -454,7 +448,7 @@ class SlotEngine:
         if self._finisher is not None and self._finisher is not threading.current_thread():
             self._finisher.join(timeout=30)
 
-    def _record(self, batch: list[tuple[TaskContext, list, float]]) -> list:
+    def _record(self, batch: list[tuple[TaskContext, RunOutcome, float]]) -> list:
         """Record a batch of outcomes in one pipelined round trip; never drop one.
 
         A lost connection is retried by the client's policy (the whole pipeline: a
@@ -465,7 +459,7 @@ class SlotEngine:
         takes; a lease may lapse meanwhile, and then that finish is refused and the
         task runs again.
         """
-        script = self.scripts.task_finish
+        finish = self.tasks.finish
         results: list = [None] * len(batch)
         pending = list(range(len(batch)))
 
@@ -478,15 +472,13 @@ class SlotEngine:
             try:
                 def fill(pipe) -> None:
                     for i in pending:
-                        ctx, args, _ = batch[i]
-                        self.scripts.queue(pipe, "task_finish", [self.keys.rq_job(ctx.task_id)], args)
+                        finish(batch[i][1], client=pipe)
 
                 for i, reply in zip(pending, pipelined(self.connection, fill, f"{len(pending)} outcome(s)")):
                     results[i] = reply
                 for i in pending:
                     if unsettled(i):
-                        ctx, args, _ = batch[i]
-                        results[i] = script(keys=[self.keys.rq_job(ctx.task_id)], args=args)
+                        results[i] = finish(batch[i][1])
                 return results
             except redis.RedisError as exc:
                 pending = [i for i in pending if unsettled(i)]
@@ -499,11 +491,12 @@ class SlotEngine:
             log.error("recording the outcome of %s failed: %s", ctx.task_id, result)
             final = "refused"
         else:
-            final = result[0].decode() if isinstance(result[0], bytes) else result[0]
+            reply = FinishReply.decode(result)
+            final = reply.status
         if final == "refused" and not isinstance(result, Exception):
             if not ctx.timed_out:
                 log.info("outcome of %s discarded: the task is no longer this run's (%s)",
-                         ctx.task_id, result[1].decode() if isinstance(result[1], bytes) else result[1])
+                         ctx.task_id, reply.detail)
             else:
                 log.info("late result of timed-out task %s discarded", ctx.task_id)
         self._free(ctx)
@@ -540,9 +533,7 @@ class SlotEngine:
 
     def _release(self, ctx: TaskContext, why: str, park: bool = False) -> None:
         try:
-            self.scripts.task_release(keys=[self.keys.rq_job(ctx.task_id)],
-                                      args=[self.keys.prefix, ctx.task_id, self.worker_name, ctx.attempt,
-                                            why, self.timing.result_ttl, "park" if park else ""])
+            self.tasks.release(ctx.task_id, self.worker_name, ctx.attempt, why, park)
         except redis.RedisError as exc:
             log.warning("could not give back %s (%s); its lease will expire and it will re-run",
                         ctx.task_id, exc)
@@ -595,20 +586,13 @@ class SlotEngine:
             running = [c for c in self.active.values() if not c.timed_out]
         if not running:
             return
-        args: list = [self.keys.prefix, self.worker_name, self.lease_ms]
-        for ctx in running:
-            args.extend((ctx.task_id, ctx.attempt))
-        flags = self.scripts.task_renew(keys=[self.keys.running], args=args)
+        flags = self.tasks.renew(self.worker_name, self.lease_ms, [(c.task_id, c.attempt) for c in running])
         for ctx, flag in zip(running, flags):
             if flag == 1 and not ctx.cancel_event.is_set():
                 ctx.cancel_event.set()
 
     def sweep(self, force: bool = False) -> list[int]:
-        return self.scripts.task_sweep(
-            keys=[self.keys.stalled_sweep_gate, *self.keys.waiting_lists(), *self.keys.finished_registries()],
-            args=[self.keys.prefix, int(self.timing.stalled_check_interval * 1000), self.timing.max_attempts,
-                  self.timing.result_ttl, 500, "force" if force else "", len(self.keys.queue_names),
-                  _REGISTRY_CLEANUP])
+        return self.tasks.sweep(force)
 
     def publish_metrics(self) -> None:
         with self._lock:

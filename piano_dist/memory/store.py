@@ -54,9 +54,7 @@ class MemoryStore:
         try:
             return getattr(self.scripts, script)(keys=keys, args=[fence_key, token, *args])
         except redis.ResponseError as exc:
-            message = str(exc)
-            if message.startswith("FENCED"):
-                raise fencing.rejected(self.resource_id, message[len("FENCED "):]) from None
+            fencing.raise_if_fenced(exc, f"write to memory {self.resource_id!r}", self.resource_id)
             raise
 
     def clear(self) -> None:

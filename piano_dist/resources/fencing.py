@@ -72,13 +72,14 @@ def fence_args(resource_id: str) -> tuple[str, int]:
     return current_fence(resource_id) or ("", 0)
 
 
-def raise_if_fenced(exc: BaseException) -> None:
-    """Turn a script's FENCED error reply into :class:`FencedWriteRejected`."""
+def raise_if_fenced(exc: BaseException, what: str = "write", resource_id: str | None = None) -> None:
+    """Turn a script's FENCED error reply into :class:`FencedWriteRejected` (the one
+    translator of that reply: locks, state, memories and the world all use it);
+    anything else is left for the caller. ``what`` names the refused write."""
     message = str(exc)
     if message.startswith("FENCED"):
-        raise FencedWriteRejected(
-            f"write refused: a newer lock was granted on this resource since ({message})"
-        ) from exc
+        on = f"on {resource_id!r}" if resource_id is not None else "on this resource"
+        raise FencedWriteRejected(f"{what} refused: a newer lock was granted {on} since ({message})") from exc
 
 
 def _remember(resource_id: str, lock_id: str, fence_key: str, token: int) -> None:

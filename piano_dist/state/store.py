@@ -13,9 +13,11 @@ from typing import Any, Iterable, Mapping, Optional
 import redis
 
 from ..connection import get_connection
-from ..errors import FencedWriteRejected, StateConflictError, StateWriteError, UnknownSnapshotError
+from ..errors import StateConflictError, StateWriteError, UnknownSnapshotError
 from ..keys import Keys
+from ..resources.fencing import raise_if_fenced
 from ..scripts import ScriptSet
+from .fence import AGENT_STATE_RESOURCE
 from .paths import validate_agent_id
 from .tree import MISSING, ancestors, from_leaves, leaves_under, state_from_fields
 from .types import ChangeOutcome, ChangeStatus, StateChange, StateChangeType, StateSnapshot
@@ -184,11 +186,8 @@ class StateStore:
         try:
             return self.scripts.state_apply(keys=self._apply_keys(snapshot_id), args=args)
         except redis.ResponseError as exc:
+            raise_if_fenced(exc, f"state write for agent {self.agent_id!r}", AGENT_STATE_RESOURCE)
             message = str(exc)
-            if message.startswith("FENCED"):
-                raise FencedWriteRejected(
-                    f"state write for agent {self.agent_id!r} refused: a newer lock on 'agent_state' "
-                    f"was granted since ({message})") from exc
             if message.startswith("NOSNAPSHOT"):
                 raise UnknownSnapshotError(f"agent {self.agent_id!r} has no snapshot {snapshot_id!r}") from exc
             raise

@@ -178,7 +178,7 @@ class GridWorld(Environment):
         try:
             return self._scripts.world_apply(keys=[self.base], args=[fence_key, token, op, *args])
         except redis.ResponseError as exc:
-            raise_if_fenced(exc)
+            raise_if_fenced(exc, f"write to world {self.name!r}", self.resource_id)
             message = str(exc)
             if message.startswith("OCCUPIED"):
                 raise TileOccupied(f"tile {message.split()[1]} of world {self.name!r} is taken by "
