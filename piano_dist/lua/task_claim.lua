@@ -98,8 +98,8 @@ end
 local function start_run(id, f)
   local jk = job_key(id)
   local attempts = redis.call('HINCRBY', jk, 'piano_attempts', 1)
-  redis.call('HSET', jk, 'status', 'started', 'piano_status', 'running', 'started_at', iso(ts),
-    'worker_name', worker, 'last_heartbeat', iso(ts), 'piano_sched_slot', '1')
+  set_status(jk, 'running', 'started_at', iso(ts), 'worker_name', worker, 'last_heartbeat', iso(ts),
+    'piano_sched_slot', '1')
   redis.call('HDEL', jk, 'piano_wait_reason')
   redis.call('ZADD', RUNNING, ts + lease, id)
   redis.call('ZADD', 'rq:wip:' .. f[6], FAR_FUTURE, id .. ':' .. attempts)

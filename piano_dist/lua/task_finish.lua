@@ -70,8 +70,7 @@ if outcome == 'failed' then
     redis.call('HINCRBY', STATS, 'retried', 1)
     local delay = tonumber(f[6] or '0')
     if delay > 0 then
-      redis.call('HSET', jk, 'status', 'scheduled', 'piano_status', 'queued',
-        'piano_wait_reason', 'retry after ' .. delay .. 's')
+      set_status(jk, 'retry_wait', 'piano_wait_reason', 'retry after ' .. delay .. 's')
       redis.call('ZADD', P .. ':delayed', ts + delay * 1000, id)
     else
       push_queued(id, f[7], ts, false)

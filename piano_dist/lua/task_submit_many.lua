@@ -95,7 +95,7 @@ local function submit(t)
   by_priority[priority] = (by_priority[priority] or 0) + 1
 
   if failed_parent then
-    fields[n + 1], fields[n + 2], fields[n + 3], fields[n + 4] = 'status', 'deferred', 'piano_status', 'deferred'
+    fields[n + 1], fields[n + 2], fields[n + 3], fields[n + 4] = status_fields('deferred')
     redis.call('HSET', jk, unpack(fields))
     redis.call('HINCRBY', STATS, 'backlog', 1)  -- set_terminal takes it back
     local why = 'dependency ' .. failed_parent .. ' ended ' .. failed_status ..
@@ -108,7 +108,7 @@ local function submit(t)
   added = added + 1
   if #unfinished == 0 then
     -- push_queued(id, origin, ts, false) for a new task, its list pushes made at the end.
-    fields[n + 1], fields[n + 2], fields[n + 3], fields[n + 4] = 'status', 'queued', 'piano_status', 'queued'
+    fields[n + 1], fields[n + 2], fields[n + 3], fields[n + 4] = status_fields('queued')
     fields[n + 5], fields[n + 6], fields[n + 7], fields[n + 8] = 'enqueued_at', enqueued_at, 'piano_enq_ms', ts
     redis.call('HSET', jk, unpack(fields))
     local ids = queued[origin]
@@ -125,7 +125,7 @@ local function submit(t)
     return nil
   end
 
-  fields[n + 1], fields[n + 2], fields[n + 3], fields[n + 4] = 'status', 'deferred', 'piano_status', 'deferred'
+  fields[n + 1], fields[n + 2], fields[n + 3], fields[n + 4] = status_fields('deferred')
   redis.call('HSET', jk, unpack(fields))
   -- In chunks: Lua's unpack() fails beyond ~8,000 values, after the HSET above.
   for i = 1, #unfinished, 1000 do

@@ -21,15 +21,40 @@ local EVENTS = P .. ':events'
 -- sweep handles that, so their "started" score is pushed far into the future.
 local FAR_FUTURE = 4102444800
 
-local RQ_STATUS = {
-  queued = 'queued', deferred = 'deferred', running = 'started', completed = 'finished',
-  failed = 'failed', timed_out = 'failed', dependency_failed = 'failed', cancelled = 'canceled',
+-- The task state machine (docs/tasks.md): every state a task hash takes, the status
+-- piano reads (`piano_status`, TaskStatus), the one RQ's tools read (`status`, RQ's
+-- JobStatus), and for an ended task the RQ registry that lists it. `retry_wait` is a
+-- queued task waiting out its retry delay in <prefix>:delayed: queued to piano,
+-- scheduled to RQ. Only set_status (and status_fields, for a task's first HSET) writes
+-- either field; tests/test_task_states.py holds this table against TaskStatus and the
+-- scripts.
+local STATES = {
+  queued            = {piano = 'queued',            rq = 'queued'},
+  retry_wait        = {piano = 'queued',            rq = 'scheduled'},
+  deferred          = {piano = 'deferred',          rq = 'deferred'},
+  running           = {piano = 'running',           rq = 'started'},
+  completed         = {piano = 'completed',         rq = 'finished', registry = 'finished'},
+  failed            = {piano = 'failed',            rq = 'failed',   registry = 'failed'},
+  timed_out         = {piano = 'timed_out',         rq = 'failed',   registry = 'failed'},
+  dependency_failed = {piano = 'dependency_failed', rq = 'failed',   registry = 'failed'},
+  cancelled         = {piano = 'cancelled',         rq = 'canceled', registry = 'canceled'},
 }
-local TERMINAL = {completed = true, failed = true, timed_out = true, dependency_failed = true, cancelled = true}
-local REGISTRY_OF = {
-  completed = 'finished', failed = 'failed', timed_out = 'failed', dependency_failed = 'failed',
-  cancelled = 'canceled',
-}
+local TERMINAL = {}  -- piano statuses a task never leaves
+for _, s in pairs(STATES) do
+  if s.registry then TERMINAL[s.piano] = true end
+end
+
+-- The two status fields of `state`, for a larger HSET (a new task's first write).
+local function status_fields(state)
+  local s = STATES[state]
+  return 'status', s.rq, 'piano_status', s.piano
+end
+
+-- Move the task at `jk` to `state`; more field, value pairs ride in the same HSET.
+local function set_status(jk, state, ...)
+  local s = STATES[state]
+  redis.call('HSET', jk, 'status', s.rq, 'piano_status', s.piano, ...)
+end
 
 -- A task is this deployment's when its queue (origin) is one of the prefix's,
 -- "<P>.<level>" (levels have no dots). Task hashes are RQ's, unprefixed, so task ids
@@ -78,7 +103,7 @@ local function publish(event, id, fields)
   redis.call('PUBLISH', EVENTS, cjson.encode(fields))
 end
 
--- Scheduling state shared with task_claim (see includes/sched_claim.lua, docs/scheduling.md).
+-- Scheduling state shared with task_claim (see includes/sched_pick.lua, docs/scheduling.md).
 local SCHED = P .. ':sched'
 
 -- ROUND_ROBIN and FAIR_SHARE pick by module, so while one of them is the cluster's
@@ -109,7 +134,7 @@ end
 -- Put a (new or released) task on its priority queue.
 local function push_queued(id, origin, ts, at_front)
   local jk = job_key(id)
-  redis.call('HSET', jk, 'status', 'queued', 'piano_status', 'queued', 'enqueued_at', iso(ts))
+  set_status(jk, 'queued', 'enqueued_at', iso(ts))
   -- Wait start for aging and wait metrics; a task given back keeps the wait it had.
   if at_front then redis.call('HSETNX', jk, 'piano_enq_ms', ts) else redis.call('HSET', jk, 'piano_enq_ms', ts) end
   redis.call('ZREM', 'rq:deferred:' .. origin, id)
@@ -132,7 +157,7 @@ local function parked_key(origin, module) return PARKED .. ':' .. origin .. ':' 
 
 local function park(id, origin, module, why, at_front)
   local jk = job_key(id)
-  redis.call('HSET', jk, 'status', 'queued', 'piano_status', 'queued', 'piano_wait_reason', why)
+  set_status(jk, 'queued', 'piano_wait_reason', why)
   local key = parked_key(origin, module)
   if at_front then redis.call('LPUSH', key, id) else redis.call('RPUSH', key, id) end
   redis.call('SADD', PARKED, origin .. ':' .. module)
@@ -171,7 +196,7 @@ local function set_terminal(id, status, error, ts, ttl)
   local jk = job_key(id)
   local f = redis.call('HMGET', jk, 'origin', 'piano_status', 'piano_module', 'piano_attempts', 'group_id')
   local origin, previous, module = f[1], f[2], f[3]
-  redis.call('HSET', jk, 'status', RQ_STATUS[status], 'piano_status', status, 'ended_at', iso(ts))
+  set_status(jk, status, 'ended_at', iso(ts))
   if error then redis.call('HSET', jk, 'piano_error', error) end
   -- What only a waiting or running task needs goes: the record kept for the result TTL
   -- is its outcome (a long simulation keeps millions of them).
@@ -186,7 +211,7 @@ local function set_terminal(id, status, error, ts, ttl)
   redis.call('ZREM', 'rq:deferred:' .. origin, id)
   if ttl > 0 then
     -- Scored by when the record expires, as RQ does; the sweep removes entries past it.
-    redis.call('ZADD', 'rq:' .. REGISTRY_OF[status] .. ':' .. origin, ts / 1000 + ttl, id)
+    redis.call('ZADD', 'rq:' .. STATES[status].registry .. ':' .. origin, ts / 1000 + ttl, id)
   end
   redis.call('HINCRBY', STATS, status, 1)
   if f[5] and f[5] ~= '' then
