@@ -1,45 +1,43 @@
 """SlotEngine: claim tasks and run up to N of them at once in threads.
 
-Shared by PianoWorker (a worker process) and the manager's in-process slots.
-Per task: one claim script call (batched across free slots), one finish script call.
-A supervisor thread renews leases, notices cancellation requests, enforces
-deadlines (a timed-out task ends at once and frees its slot even while its thread
-runs on), publishes worker metrics and runs the stalled-task sweep.
+Shared by PianoWorker (a worker process) and the manager's in-process slots. The
+engine keeps the slots (which tasks run, CPU lanes, the slot threads) and runs tasks
+in them; three parts around it talk to Redis, each through the task-script gateway:
+the claimer (claimer.py: the dispatch loop, one task_claim call for all free slots),
+the finisher (finisher.py: the outbox, outcomes recorded in pipelined batches) and the
+task lease keeper (task_leases.py: renewals, cancellation requests, deadlines,
+metrics, the stalled-task sweep).
 """
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import queue
 import resource
 import threading
 import time
 import traceback
-from base64 import b64encode
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import redis
 
 from ..config import Timing
-from ..errors import SecurityError
+from ..errors import InvalidArgument
 from ..keys import Keys
-from ..replication import pipelined
-from ..retry_policy import is_transient
 from ..security import SecurityValidator
+from .claimer import ClaimedTask, Claimer
 from .context import TaskContext, reset_current_task, set_current_task
+from .finisher import Finisher, rq_result_entry
 from .isolation import run_in_child
 from .loader import BrokenModuleError, ModuleLoader, ModuleLoadError
 from .log_limit import LogLimiter
 from .registry import method_problem
-from .task_scripts import ClaimRow, FinishReply, RunOutcome, TaskScripts
+from .task_leases import TaskLeaseKeeper
+from .task_scripts import FinishReply, RunOutcome, TaskScripts
 
 log = logging.getLogger("piano_dist.engine")
 
-# Tasks one claim call may set aside (held, parked, stale) before it lets Redis go.
-_CLAIM_SET_ASIDE = 500
 DEFAULT_CPU_LANES = 32
 
 
@@ -54,53 +52,6 @@ def cpu_lanes_from_env() -> int:
     except ValueError:
         raise ValueError(f"PIANO_CPU_LANES must be a positive integer, not {raw!r}") from None
     return lanes
-
-
-@dataclass
-class ClaimedTask:
-    task_id: str
-    module: str
-    method: str
-    args: list
-    kwargs: dict
-    timeout: float | None
-    attempt: int
-    origin: str
-    agent_id: str | None
-    registration: bytes | None = None  # the module's registration as the claim read it
-    problem: str | None = None  # why the task record cannot run (it ends failed)
-
-    @classmethod
-    def from_row(cls, row: ClaimRow) -> "ClaimedTask":
-        """A claimed task from the claim script's row. The row's id and attempt come from
-        the script; everything else was read from the task's hash, so a malformed value
-        makes the task fail (``problem``) rather than the worker."""
-        task = cls(row.task_id, row.module, row.method, [], {}, None, row.attempt, row.origin, row.agent or None,
-                   row.registration)
-        try:
-            task.args, task.kwargs = _decode_payload(row.payload)
-            task.timeout = _decode_timeout(row.timeout)
-        except ValueError as exc:
-            task.problem = f"the task's stored record is corrupt: {exc}"
-        return task
-
-
-def _decode_payload(text: str) -> tuple[list, dict]:
-    if not text:
-        return [], {}
-    try:
-        return SecurityValidator.decode_execution_args(text)
-    except SecurityError as exc:
-        raise ValueError(str(exc)) from None
-
-
-def _decode_timeout(text: str) -> float | None:
-    if not text:
-        return None
-    timeout = float(text)
-    if not (math.isfinite(timeout) and timeout > 0):
-        raise ValueError(f"its timeout {text!r} is not a positive number of seconds")
-    return timeout
 
 
 class SlotEngine:
@@ -133,13 +84,6 @@ class SlotEngine:
         self.on_finished = on_finished
         self.rq_worker_key = rq_worker_key
         self.active: dict[str, TaskContext] = {}
-        # Outcomes wait here for the finisher thread, which records them in pipelined
-        # batches: one round trip for every outcome that arrived meanwhile, and the slots
-        # they free are claimed again together.
-        self._outbox: list[tuple[TaskContext, RunOutcome, float]] = []
-        self._outbox_ready = threading.Condition()
-        self._finisher: threading.Thread | None = None
-        self._finisher_stop = False
         # Slot threads are kept and reused (starting a thread per task costs more than a
         # no-op task). A timed-out task keeps its thread busy, so one more is started for
         # each such straggler; the surplus ends when the straggler returns.
@@ -153,8 +97,13 @@ class SlotEngine:
         self._stop_now = threading.Event()
         self._paused = False
         self._stopped = threading.Event()
-        self._supervisor: threading.Thread | None = None
         self._dispatcher: threading.Thread | None = None
+        self.claimer = Claimer(self.tasks, connection, self.queue_keys, worker_name, self.lease_ms, loader,
+                               self._stop_claiming, self._wait_for_free_slots, self._launch, self._idle,
+                               self._wait_slot_freed)
+        self.finisher = Finisher(self.tasks, connection, self._stopped, self._after_record)
+        self.leases = TaskLeaseKeeper(self.tasks, worker_name, self.lease_ms, self.timing.stalled_check_interval,
+                                      self._running, self._expired, self._tick, self._stopped)
         self.peak_threads = 0
         self.tick_hooks: list[Callable[[], None]] = []
         # "cannot load module" lines: once per module a minute, at most 10 in any 5 s.
@@ -175,12 +124,8 @@ class SlotEngine:
         self._dispatcher.start()
 
     def _start_supervisor(self) -> None:
-        if self._supervisor is None:
-            self._supervisor = threading.Thread(target=self._supervise, name="piano-supervisor", daemon=True)
-            self._supervisor.start()
-        if self._finisher is None:
-            self._finisher = threading.Thread(target=self._finish_loop, name="piano-finisher", daemon=True)
-            self._finisher.start()
+        self.leases.start()
+        self.finisher.start()
 
     def run(self, burst: bool = False) -> None:
         """Run in the calling thread until stopped (a worker process's main loop)."""
@@ -216,10 +161,9 @@ class SlotEngine:
         if self._dispatcher is not None and self._dispatcher is not threading.current_thread():
             self._dispatcher.join(timeout=5)
         self.drain(grace)
-        self._stop_finisher()
+        self.finisher.stop()
         self._stopped.set()
-        if self._supervisor is not None:
-            self._supervisor.join(timeout=5)
+        self.leases.join(timeout=5)
         try:
             # Totals live in the cluster stats; the live view should not list a stopped worker.
             self.connection.delete(self.keys.worker_metrics(self.worker_name))
@@ -235,50 +179,27 @@ class SlotEngine:
         for ctx in leftover:
             self._release(ctx, f"worker {self.worker_name} shut down before the task finished")
 
-    # --- claiming -----------------------------------------------------------------
+    # --- claiming (claimer.py) -------------------------------------------------------
     def dispatch_loop(self, burst: bool = False) -> None:
-        blocking = self.connection  # BLPOP takes a pooled connection of its own
-        while not self._stop_claiming.is_set():
-            with self._slot_freed:
-                while ((len(self.active) >= self.concurrency or self._busy >= self.cpu_lanes or self._paused)
-                       and not self._stop_claiming.is_set()):
-                    self._slot_freed.wait(timeout=1.0)
-                free = min(self.concurrency - len(self.active), self.cpu_lanes - self._busy)
-            if self._stop_claiming.is_set():
-                break
-            try:
-                rows = self.tasks.claim(self.queue_keys, self.worker_name, self.lease_ms, free,
-                                        json.dumps(self.loader.unloadable()), _CLAIM_SET_ASIDE)
-            except redis.RedisError as exc:
-                self._redis_down(exc)
-                continue
-            if rows:
-                for row in rows:
-                    self._launch(ClaimedTask.from_row(row))
-                continue
-            if burst:
-                with self._lock:
-                    idle = not self.active
-                if idle:
-                    break
-                with self._slot_freed:
-                    self._slot_freed.wait(timeout=0.2)
-                continue
-            try:
-                blocking.blpop([self.keys.wakeup], timeout=1)
-            except redis.RedisError as exc:
-                self._redis_down(exc)
+        self.claimer.loop(burst)
         if burst:
             self.drain(grace=float("inf"))
 
-    def _redis_down(self, exc: Exception) -> None:
-        """A claim or wake-up wait failed after the client's retry policy gave up (Redis
-        away longer than its deadline) or with an error no retry cures. A worker never
-        exits for that: it says so and tries again; a lost claim reply costs at most a
-        lease (the task it claimed is swept back)."""
-        log.warning("worker %s: Redis call failed (%s: %s); trying again", self.worker_name,
-                    type(exc).__name__, exc)
-        self._stop_claiming.wait(1.0)
+    def _wait_for_free_slots(self) -> int:
+        """Block until a slot and a CPU lane are free (or claiming stops); how many."""
+        with self._slot_freed:
+            while ((len(self.active) >= self.concurrency or self._busy >= self.cpu_lanes or self._paused)
+                   and not self._stop_claiming.is_set()):
+                self._slot_freed.wait(timeout=1.0)
+            return min(self.concurrency - len(self.active), self.cpu_lanes - self._busy)
+
+    def _idle(self) -> bool:
+        with self._lock:
+            return not self.active
+
+    def _wait_slot_freed(self, timeout: float) -> None:
+        with self._slot_freed:
+            self._slot_freed.wait(timeout=timeout)
 
     # --- running ------------------------------------------------------------------
     def _launch(self, task: ClaimedTask) -> None:
@@ -379,7 +300,7 @@ class SlotEngine:
             reset_current_task(token)
         try:
             return "completed", SecurityValidator.encode_result(value), value
-        except SecurityError as exc:
+        except InvalidArgument as exc:
             return "failed", f"the task's result was refused: {exc}", None
 
     def _call_in_child(self, module: Any, task: ClaimedTask, ctx: TaskContext) -> tuple[str, str, Any]:
@@ -388,8 +309,8 @@ class SlotEngine:
             value = getattr(module, task.method)(*task.args, **task.kwargs)
             try:
                 SecurityValidator.encode_result(value)
-            except SecurityError as exc:
-                raise SecurityError(f"the task's result was refused: {exc}") from None
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"the task's result was refused: {exc}") from None
             return value
 
         outcome, payload = run_in_child(call, ctx.cancel_event.is_set,
@@ -402,89 +323,14 @@ class SlotEngine:
         tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
         return f"{type(exc).__name__}: {exc}\n{''.join(tb[-3:])}"[:8000]
 
-    def _rq_result(self, ctx: TaskContext, outcome: str, payload: str, value: Any) -> str:
-        # RQ's Result stream entry, so `rq`/rq-dashboard show the outcome like any job's.
-        # A task that returned None has nothing to show: no entry (a stream costs Redis
-        # about 5 KB and an XADD per task; RQ then shows the job finished, no value).
-        if outcome == "completed" and value is None:
-            return ""
-        entry: dict[str, Any] = {"worker_name": self.worker_name, "execution_id": str(ctx.attempt)}
-        if outcome == "completed":
-            entry["type"] = 1
-            entry["return_value"] = b64encode(payload.encode()).decode()
-        else:
-            import zlib
-
-            entry["type"] = 2
-            entry["exc_string"] = b64encode(zlib.compress(payload.encode())).decode()
-        return json.dumps(entry)
-
     def _finish(self, ctx: TaskContext, outcome: str, payload: str, elapsed: float, value: Any = None) -> None:
         """Hand the outcome to the finisher thread; the slot frees once it is recorded."""
         model = ctx.model_time()
         record = RunOutcome(ctx.task_id, self.worker_name, ctx.attempt, outcome, payload, int(elapsed * 1000),
-                            self._rq_result(ctx, outcome, payload, value), self.rq_worker_key,
-                            round(model * 1000, 3) if ctx.model_spans else "", len(ctx.model_spans))
-        with self._outbox_ready:
-            self._outbox.append((ctx, record, elapsed))
-            self._outbox_ready.notify()
-
-    def _finish_loop(self) -> None:
-        while True:
-            with self._outbox_ready:
-                while not self._outbox and not self._finisher_stop:
-                    self._outbox_ready.wait(timeout=1.0)
-                if not self._outbox:
-                    return
-                batch, self._outbox = self._outbox[:200], self._outbox[200:]
-            results = self._record(batch)
-            for (ctx, record, elapsed), result in zip(batch, results):
-                self._after_record(ctx, result, elapsed, record.payload)
-
-    def _stop_finisher(self) -> None:
-        with self._outbox_ready:
-            self._finisher_stop = True
-            self._outbox_ready.notify_all()
-        if self._finisher is not None and self._finisher is not threading.current_thread():
-            self._finisher.join(timeout=30)
-
-    def _record(self, batch: list[tuple[TaskContext, RunOutcome, float]]) -> list:
-        """Record a batch of outcomes in one pipelined round trip; never drop one.
-
-        A lost connection is retried by the client's policy (the whole pipeline: a
-        finish script that already ran refuses its repeat, since the run no longer owns
-        the task). A transient reply to one entry (BUSY, OOM, …) means that script did
-        not run: it is sent again on its own, under the same policy. If Redis stays
-        away past the policy's deadline, the batch is tried again, for as long as it
-        takes; a lease may lapse meanwhile, and then that finish is refused and the
-        task runs again.
-        """
-        finish = self.tasks.finish
-        results: list = [None] * len(batch)
-        pending = list(range(len(batch)))
-
-        def unsettled(i: int) -> bool:
-            return results[i] is None or (isinstance(results[i], Exception)
-                                          and (is_transient(results[i])
-                                               or isinstance(results[i], redis.exceptions.NoScriptError)))
-
-        while True:
-            try:
-                def fill(pipe) -> None:
-                    for i in pending:
-                        finish(batch[i][1], client=pipe)
-
-                for i, reply in zip(pending, pipelined(self.connection, fill, f"{len(pending)} outcome(s)")):
-                    results[i] = reply
-                for i in pending:
-                    if unsettled(i):
-                        results[i] = finish(batch[i][1])
-                return results
-            except redis.RedisError as exc:
-                pending = [i for i in pending if unsettled(i)]
-                log.warning("could not record %d outcome(s) (%s: %s); trying again", len(pending),
-                            type(exc).__name__, exc)
-                self._stopped.wait(1.0)
+                            rq_result_entry(self.worker_name, ctx.attempt, outcome, payload, value),
+                            self.rq_worker_key, round(model * 1000, 3) if ctx.model_spans else "",
+                            len(ctx.model_spans))
+        self.finisher.put(ctx, record, elapsed)
 
     def _after_record(self, ctx: TaskContext, result: Any, elapsed: float, payload: str = "") -> None:
         if isinstance(result, Exception):
@@ -539,60 +385,29 @@ class SlotEngine:
                         ctx.task_id, exc)
         self._free(ctx)
 
-    # --- supervision --------------------------------------------------------------
-    def _supervise(self) -> None:
-        tick = min(0.5, self.timing.lease / 4)
-        last_sweep = last_metrics = 0.0
-        while not self._stopped.is_set():
-            now = time.monotonic()
-            try:
-                self._enforce_deadlines(now)
-                self._renew()
-                if now - last_metrics > 2.0:
-                    self.publish_metrics()
-                    for hook in self.tick_hooks:
-                        hook()
-                    last_metrics = now
-                if now - last_sweep > self.timing.stalled_check_interval:
-                    self.sweep()
-                    last_sweep = now
-            except (redis.ConnectionError, redis.TimeoutError):
-                pass  # the dispatcher logs outages; leases resume when Redis returns
-            except Exception:
-                log.exception("supervisor tick failed")
-            self._stopped.wait(self._next_wait(tick))
-
-    def _next_wait(self, tick: float) -> float:
+    # --- supervision (task_leases.py) ------------------------------------------------
+    def _running(self) -> list[TaskContext]:
         with self._lock:
-            deadlines = [c.deadline for c in self.active.values() if c.deadline and not c.timed_out]
-        if not deadlines:
-            return tick
-        return max(0.005, min(tick, min(deadlines) - time.monotonic()))
+            return list(self.active.values())
 
-    def _enforce_deadlines(self, now: float) -> None:
+    def _expired(self, ctx: TaskContext, now: float) -> None:
+        """A task reached its deadline: it ends timed_out now and frees its slot; its
+        thread runs on as a straggler, so one more slot thread is started."""
+        ctx.timed_out = True
+        ctx.cancel_event.set()
         with self._lock:
-            expired = [c for c in self.active.values() if c.deadline and not c.timed_out and c.deadline <= now]
-        for ctx in expired:
-            ctx.timed_out = True
-            ctx.cancel_event.set()
-            with self._lock:
-                self._stragglers += 1
-                self._add_runners()
-            timeout = ctx.deadline - ctx.started if ctx.deadline else 0
-            self._finish(ctx, "timed_out", f"exceeded its timeout of {timeout:.3g}s", now - ctx.started)
+            self._stragglers += 1
+            self._add_runners()
+        timeout = ctx.deadline - ctx.started if ctx.deadline else 0
+        self._finish(ctx, "timed_out", f"exceeded its timeout of {timeout:.3g}s", now - ctx.started)
 
-    def _renew(self) -> None:
-        with self._lock:
-            running = [c for c in self.active.values() if not c.timed_out]
-        if not running:
-            return
-        flags = self.tasks.renew(self.worker_name, self.lease_ms, [(c.task_id, c.attempt) for c in running])
-        for ctx, flag in zip(running, flags):
-            if flag == 1 and not ctx.cancel_event.is_set():
-                ctx.cancel_event.set()
+    def _tick(self) -> None:
+        self.publish_metrics()
+        for hook in self.tick_hooks:
+            hook()
 
     def sweep(self, force: bool = False) -> list[int]:
-        return self.tasks.sweep(force)
+        return self.leases.sweep(force)
 
     def publish_metrics(self) -> None:
         with self._lock:
