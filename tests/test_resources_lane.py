@@ -130,12 +130,13 @@ def test_a_retried_acquire_finds_its_own_grant(coord):
     keys = (coord.keys.resource_base("mem"), coord.keys.resource_registry, coord.keys.lock_index,
             coord.keys.lock_waitfor)
     args = ("mem", "lk-retried", "write", "w", "host:1:ctx", 1000, "1")
-    first = coord._eval(coord._acquire_script, keys, args)
-    again = coord._eval(coord._acquire_script, keys, args)  # as if the first reply was lost
+    acquire = coord._waiter  # the single-resource waiter runs lock_acquire on the lane
+    first = acquire._eval(acquire._acquire_script, keys, args)
+    again = acquire._eval(acquire._acquire_script, keys, args)  # as if the first reply was lost
     assert first[0] == again[0] == b"granted" and first[1] == again[1]
-    other = coord._eval(coord._acquire_script, keys, ("mem", "lk-other", "write", "o", "host:1:o", 1000, "1"))
+    other = acquire._eval(acquire._acquire_script, keys, ("mem", "lk-other", "write", "o", "host:1:o", 1000, "1"))
     assert other[0] == b"queued"
-    assert coord._eval(coord._acquire_script, keys, ("mem", "lk-other", "write", "o", "host:1:o", 1000, "1"))[0] == b"queued"
+    assert acquire._eval(acquire._acquire_script, keys, ("mem", "lk-other", "write", "o", "host:1:o", 1000, "1"))[0] == b"queued"
     assert coord.get_resource_status("mem")["waiting_requests"] == 1
     from piano_dist.resources.status import release_lock
     assert release_lock(coord.connection, coord.keys, "lk-retried") is True
