@@ -1,44 +1,41 @@
-"""StateCoordinator: the seed's cross-module state API over an agent's state in Redis.
+"""StateCoordinator: cross-module state of one agent, shared by every process through Redis.
 
 Every process that builds a StateCoordinator for the same agent id sees one state:
 proposals queue in Redis (so proposals from different processes meet and conflict),
 batches and transactions apply in single Lua scripts, and every applied change lands
 in the agent's change log, from which local objects and subscribed modules are fed.
-
-Mirroring rule (construction): Redis is the truth. The user's object only contributes
-top-level attributes the agent's state in Redis does not have yet; attributes Redis
-already has are overwritten *in the local object* with Redis' values. So the first
-process seeds the state and a process that joins later adopts it. Attributes that are
-not JSON values (a maze, memory objects, private ``_x`` names) stay local, untouched.
+The coordinator is the API over parts that each do one job: store.py (the agent's keys
+and scripts), mirror.py (the user's own object), notifications.py (subscriptions and
+delivery), transactions.py, resolvers.py (conflict strategies, custom resolvers) and
+snapshots.py.
 """
 from __future__ import annotations
 
-import json
+import itertools
 import logging
 import threading
 import time
 import uuid
 import weakref
 from collections import defaultdict
-from collections.abc import Mapping
-from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Optional
 
 import redis
+from redis.backoff import ExponentialBackoff
 
-from ..ids import unique_hex
-from ..errors import FencedWriteRejected, SecurityError
+from ..errors import FencedWriteRejected
 from .agent_state import RedisAgentState, agent_id_of
 from .fence import current_fence
+from .mirror import LocalMirror
 from .notifications import ChangeDispatcher
-from .paths import is_path_segment, validate_snapshot_id, validate_state_path, validate_state_value
-from .proposal import Proposal, make_proposal
+from .paths import validate_snapshot_id, validate_state_path
+from .proposal import make_proposal
+from .resolvers import ConflictResolvers
+from .snapshots import SnapshotView
 from .store import BATCH_LIMIT, DEFAULT_LOG_MAXLEN, DEFAULT_OUTCOME_TTL, StateStore
-from .tree import MISSING, public_items, to_leaves, write_into_object
-from .types import (
-    STRATEGIES, ChangeOutcome, ChangeStatus, ConflictResolution, StateChange, StateChangeType, StateSnapshot,
-    SyncMetrics, SyncPolicy,
-)
+from .transactions import Transactions
+from .tree import MISSING
+from .types import ChangeOutcome, ChangeStatus, StateChangeType, StateSnapshot, SyncMetrics, SyncPolicy
 
 logger = logging.getLogger("piano_dist.state")
 
@@ -73,16 +70,15 @@ class StateCoordinator:
 
         self._lock = threading.RLock()
         self._modules: dict[str, Callable[[], Any]] = {}
-        self._custom: dict[str, Callable] = {}
-        self._transactions: dict[str, list[Proposal]] = {}
-        self._aborted: set[str] = set()
-        self._active_tx = threading.local()
         self._sync_times: list[float] = []
         self._max_conflict_time = 0.0
         self._closed = False
         self._dispatcher = ChangeDispatcher(self.store, self._module_ref)
+        self._resolvers = ConflictResolvers(self.store)
+        self._transactions = Transactions(self.store, self._after_apply)
+        self._mirror = LocalMirror(agent_state, self.store, self._dispatcher, self._after_apply)
 
-        self._mirror_in(agent_state)
+        self._mirror.seed()
         self.store.create_snapshot(INITIAL_SNAPSHOT, self.max_snapshots, only_if_absent=True)
 
         self._periodic: Optional[threading.Thread] = None
@@ -91,29 +87,6 @@ class StateCoordinator:
             self._periodic = threading.Thread(target=self._periodic_loop, daemon=True,
                                               name=f"piano-state-sync-{self.agent_id}")
             self._periodic.start()
-
-    # --- the user's object ---------------------------------------------------------
-    def _mirror_in(self, agent_state: Any) -> None:
-        if agent_state is None or isinstance(agent_state, RedisAgentState):
-            return  # nothing local to seed from or keep in step
-        items = []
-        for name, value in public_items(agent_state).items():
-            if not is_path_segment(name) or name.startswith("_"):
-                continue
-            try:
-                validate_state_value(value, f"agent_state.{name}")
-            except SecurityError:
-                logger.debug("agent_state.%s is not a JSON value; it stays local, unshared", name)
-                continue
-            items.append({"id": uuid.uuid4().hex, "path": name, "leaves": to_leaves(value)})
-        self.store.init(items)
-        state, cursor = self.store.read_all_with_cursor()
-        local = public_items(agent_state)
-        for name, value in state.items():
-            # compared as JSON so a local tuple equal to the stored list stays a tuple
-            if _as_json(local.get(name, MISSING)) != value:
-                write_into_object(agent_state, name, value)
-        self._dispatcher.mirror_into(agent_state, cursor)
 
     # --- modules and subscriptions ---------------------------------------------------
     def register_module(self, module_id: str, module_ref: Any = None) -> None:
@@ -204,12 +177,9 @@ class StateCoordinator:
         fence = current_fence()
         proposal = make_proposal(module_id, path, new_value, change_type, priority, metadata,
                                  expected_version, fence)
-        tx = transaction_id or self._current_transaction()
+        tx = transaction_id or self._transactions.current()
         if tx is not None:
-            with self._lock:
-                if tx not in self._transactions:
-                    raise ValueError(f"transaction {tx!r} is not active")
-                self._transactions[tx].append(proposal)
+            self._transactions.add(tx, proposal)
             return proposal.change_id
         _, pending = self.store.propose(proposal.change_id, proposal.record())
         if self.sync_policy is SyncPolicy.IMMEDIATE or (
@@ -234,7 +204,7 @@ class StateCoordinator:
         outcomes: dict[str, ChangeOutcome] = {}
         for _ in range(MAX_APPLY_ROUNDS):
             started = time.perf_counter()
-            decisions = self._custom_decisions() if self._custom else None
+            decisions = self._resolvers.decisions()
             result = self.store.apply_batch(BATCH_LIMIT, only, decisions)
             elapsed = time.perf_counter() - started
             if result.outcomes:
@@ -259,120 +229,30 @@ class StateCoordinator:
         'priority', 'merge', a callable (custom), or a ConflictResolution. Shared by
         every process of this agent; a custom callable runs in the processes that
         registered it (changes on its path wait for one of them)."""
-        validate_state_path(path)
-        order: list[str] = []
-        resolver: Optional[Callable] = None
-        if isinstance(strategy, ConflictResolution):
-            order = list(strategy.priority_order or [])
-            resolver = strategy.custom_resolver
-            name = strategy.resolution_strategy
-        elif callable(strategy):
-            name, resolver = "custom", strategy
-        else:
-            name = strategy
-        if name not in STRATEGIES:
-            raise ValueError(f"unknown conflict strategy {name!r}; use one of {', '.join(STRATEGIES)}")
-        if name == "custom" and resolver is None:
-            raise ValueError(f"custom strategy for {path!r} needs a custom_resolver callable")
-        if not all(isinstance(m, str) for m in order):
-            raise ValueError("priority_order must be a list of module ids")
-        self.store.set_resolver(path, name, order)
-        with self._lock:
-            if name == "custom":
-                self._custom[path] = resolver
-            else:
-                self._custom.pop(path, None)
+        self._resolvers.register(path, strategy)
 
-    def _custom_decisions(self) -> dict[str, Any]:
-        resolvers = self.store.resolvers_map()
-        groups: dict[str, list[StateChange]] = {}
-        for change in self.store.pending_changes(BATCH_LIMIT):
-            owner = _nearest(change.path, resolvers)
-            if owner is not None and resolvers[owner]["strategy"] == "custom" and owner in self._custom:
-                groups.setdefault(change.path, []).append((owner, change))
-        decisions = {}
-        for path, owned in groups.items():
-            resolver = self._custom[owned[0][0]]
-            changes = [c for _, c in owned]
-            try:
-                chosen = resolver(list(changes))
-            except Exception:
-                logger.exception("custom conflict resolver for %r failed; its changes stay pending", path)
-                continue
-            decisions[path] = {"considered": [c.change_id for c in changes],
-                               "apply": _decision_entries(chosen, changes, path)}
-        return decisions
-
-    # --- transactions ----------------------------------------------------------------
-    def _current_transaction(self) -> Optional[str]:
-        stack = getattr(self._active_tx, "stack", None)
-        while stack:
-            if stack[-1] in self._transactions:
-                return stack[-1]
-            stack.pop()
-        return None
-
+    # --- transactions (transactions.py) ------------------------------------------------
     def begin_transaction(self, transaction_id: str) -> str:
-        if not isinstance(transaction_id, str) or not transaction_id:
-            raise ValueError(f"transaction id must be a non-empty string, got {transaction_id!r}")
-        with self._lock:
-            if transaction_id in self._transactions:
-                raise ValueError(f"transaction {transaction_id!r} is already active")
-            self._aborted.discard(transaction_id)
-            self._transactions[transaction_id] = []
-        if not hasattr(self._active_tx, "stack"):
-            self._active_tx.stack = []
-        self._active_tx.stack.append(transaction_id)
-        return transaction_id
+        return self._transactions.begin(transaction_id)
 
     def commit_transaction(self, transaction_id: str) -> bool:
         """Apply the transaction's changes all at once, or none of them (raising
         StateConflictError naming the stale paths, or StateWriteError)."""
-        with self._lock:
-            if transaction_id not in self._transactions:
-                raise ValueError(f"transaction {transaction_id!r} is not active")
-            proposals = self._transactions.pop(transaction_id)
-        if not proposals:
-            return True
-        fence = current_fence()
-        try:
-            self.store.apply_atomic([p.atomic(transaction_id) for p in proposals], fence, transaction_id)
-        except Exception:
-            with self._lock:
-                self._aborted.add(transaction_id)
-            raise
-        self._after_apply()
-        return True
+        return self._transactions.commit(transaction_id, current_fence())
 
     def rollback_transaction(self, transaction_id: str) -> bool:
-        with self._lock:
-            if transaction_id in self._aborted:
-                self._aborted.discard(transaction_id)
-                return True
-            if self._transactions.pop(transaction_id, None) is None:
-                raise ValueError(f"transaction {transaction_id!r} is not active")
-        self.store.count_rollback()
-        return True
+        return self._transactions.rollback(transaction_id)
 
-    @contextmanager
     def transaction(self, transaction_id: Optional[str] = None):
         """``with coordinator.transaction(): ...`` commits on success, rolls back on error."""
-        tx = self.begin_transaction(transaction_id or f"tx_{unique_hex()}")
-        try:
-            yield tx
-        except BaseException:
-            if tx in self._transactions:
-                self.rollback_transaction(tx)
-            raise
-        self.commit_transaction(tx)
+        return self._transactions.scope(self.commit_transaction, transaction_id)
 
     # --- snapshots -------------------------------------------------------------------
     def create_snapshot(self, snapshot_id: Optional[str] = None) -> str:
         """Snapshot the agent's state. Direct edits made to the local object's JSON
         attributes (``agent_state.x = ...`` without propose_change) are first applied to
         the shared state as UPDATE changes by module ``agent_state``, so the snapshot
-        holds what this process's object shows, as the seed's snapshot of
-        ``agent_state.__dict__`` did."""
+        holds what this process's object shows (see docs/compat.md)."""
         snapshot_id = validate_snapshot_id(snapshot_id or f"snapshot_{int(time.time() * 1000)}_{uuid.uuid4().hex[:8]}")
         self._check_open()
         self.publish_local_edits()
@@ -384,33 +264,7 @@ class StateCoordinator:
         state (edited directly, not through propose_change) as changes by module
         ``agent_state``, all at once; return their paths. Attributes that are not JSON
         values stay local, as at construction."""
-        target = self.agent_state
-        if target is None or isinstance(target, RedisAgentState):
-            return []
-        for _ in range(5):
-            self._dispatcher.sync_mirror()
-            state, cursor = self.store.read_all_with_cursor()
-            if cursor == self._dispatcher.mirror_cursor:
-                break  # the object has every logged change: what differs was edited here
-        else:
-            logger.warning("agent %r: state kept changing; local edits not published", self.agent_id)
-            return []
-        proposals = []
-        for name, value in public_items(target).items():
-            if not is_path_segment(name) or name.startswith("_"):
-                continue
-            as_json = _as_json(value)
-            if as_json is MISSING or as_json == state.get(name, MISSING):
-                continue
-            try:
-                proposals.append(make_proposal("agent_state", name, value, StateChangeType.UPDATE,
-                                               metadata={"published": "local edit"}))
-            except (SecurityError, ValueError):
-                continue  # not a state value: it stays local
-        if proposals:
-            self.store.apply_atomic([p.atomic() for p in proposals], current_fence())
-            self._after_apply()
-        return [p.path for p in proposals]
+        return self._mirror.publish_local_edits(self.agent_id, current_fence())
 
     def restore_snapshot(self, snapshot_id: str) -> bool:
         """Replace the agent's state with the snapshot (atomically; subscribers are told
@@ -418,20 +272,8 @@ class StateCoordinator:
         validate_snapshot_id(snapshot_id)
         self.store.restore(snapshot_id, uuid.uuid4().hex, current_fence())
         self._after_apply()
-        self._overwrite_local_edits()
+        self._mirror.overwrite_local_edits()
         return True
-
-    def _overwrite_local_edits(self) -> None:
-        """Give the local object the shared state's values where it was edited directly
-        (the restore logged only what changed in Redis, so such edits were not undone)."""
-        target = self.agent_state
-        if target is None or isinstance(target, RedisAgentState):
-            return
-        local = public_items(target)
-        for name, value in self.store.read_all().items():
-            current = local.get(name, MISSING)
-            if current is MISSING or _as_json(current) != value:
-                write_into_object(target, name, value)
 
     def list_snapshots(self) -> list[str]:
         """Snapshot ids, oldest first."""
@@ -461,15 +303,14 @@ class StateCoordinator:
     def wait_for_change(self, change_id: str, timeout: float = 10.0) -> ChangeOutcome:
         """Block until the change is applied, superseded or rejected."""
         deadline = time.monotonic() + timeout
-        delay = 0.005
-        while True:
+        backoff = ExponentialBackoff(cap=0.1, base=0.005)
+        for polls in itertools.count():
             outcome = self.store.outcome(change_id)
             if outcome is not None and outcome.done:
                 return outcome
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"change {change_id} still pending after {timeout}s")
-            time.sleep(delay)
-            delay = min(delay * 2, 0.1)
+            time.sleep(backoff.compute(polls))
 
     def get_state_metrics(self) -> SyncMetrics:
         """Counters are the agent's (all processes); timings are this process's."""
@@ -491,7 +332,7 @@ class StateCoordinator:
             "state_version": self.store.version(),
             "registered_modules": sorted(self._modules),
             "pending_changes": self.store.pending_count(),
-            "active_transactions": sorted(self._transactions),
+            "active_transactions": self._transactions.open_ids(),
             "snapshots": self.store.snapshot_ids(),
             "conflict_resolvers": {p: r["strategy"] for p, r in resolvers.items()},
             "sync_policy": self.sync_policy.value,
@@ -534,64 +375,3 @@ class StateCoordinator:
 
     def __exit__(self, *exc) -> None:
         self.shutdown()
-
-
-class SnapshotView(Mapping):
-    """The agent's snapshots as the seed's ``state_snapshots`` dict, read from Redis."""
-
-    def __init__(self, store: StateStore):
-        self._store = store
-
-    def __getitem__(self, snapshot_id: str) -> StateSnapshot:
-        if not isinstance(snapshot_id, str) or snapshot_id not in self._store.snapshot_ids():
-            raise KeyError(snapshot_id)
-        return self._store.get_snapshot(snapshot_id)
-
-    def __contains__(self, snapshot_id: object) -> bool:
-        return isinstance(snapshot_id, str) and snapshot_id in self._store.snapshot_ids()
-
-    def __iter__(self):
-        return iter(self._store.snapshot_ids())
-
-    def __len__(self) -> int:
-        return self._store.snapshot_count()
-
-
-def _as_json(value: Any) -> Any:
-    try:
-        return json.loads(json.dumps(value))
-    except (TypeError, ValueError):
-        return MISSING
-
-
-def _nearest(path: str, resolvers: dict[str, Any]) -> Optional[str]:
-    parts = path.split(".")
-    for i in range(len(parts), 0, -1):
-        candidate = ".".join(parts[:i])
-        if candidate in resolvers:
-            return candidate
-    return None
-
-
-def _decision_entries(chosen: Any, changes: list[StateChange], path: str) -> list[dict[str, Any]]:
-    """A custom resolver's answer as script instructions: ids of proposals to apply
-    as they are, or new changes carrying the value the resolver computed."""
-    if chosen is None:
-        return []
-    items = chosen if isinstance(chosen, list) else [chosen]
-    by_id = {c.change_id: c for c in changes}
-    out = []
-    for item in items:
-        if isinstance(item, StateChange):
-            original = by_id.get(item.change_id)
-            if original is not None and original.new_value == item.new_value \
-                    and original.change_type == item.change_type:
-                out.append({"id": item.change_id})
-                continue
-            value, ctype, module = item.new_value, item.change_type, item.module_id or "custom_resolver"
-        else:
-            value, ctype, module = item, StateChangeType.UPDATE, "custom_resolver"
-        proposal = make_proposal(module, path, value, ctype)
-        out.append({"change_id": proposal.change_id, "module": module, "type": ctype.value,
-                    "leaves": proposal.leaves, "meta": "{\"resolved_by\":\"custom\"}"})
-    return out
