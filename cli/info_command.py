@@ -6,7 +6,6 @@ from typing import Any
 
 import click
 
-from piano_dist.keys import PRIORITY_LEVELS
 
 from .common import JSON_OPTION, client
 from .connect import redis_url, shown_url
@@ -33,43 +32,29 @@ def counters(stats: dict[str, int]) -> dict[str, Any]:
 
 
 def gather() -> dict[str, Any]:
-    from piano_dist.core.listing import parked_backlog, paused_backlog
+    from piano_dist.core.listing import held_counts, parked_backlog, paused_backlog, queue_counts
     from piano_dist.executor import ModuleExecutor
 
     tasks = client()
     keys, conn = tasks.keys, tasks.connection
-    with conn.pipeline(transaction=False) as pipe:
-        for q in keys.queue_names:
-            pipe.llen(keys.rq_queue(q))
-        for q in keys.queue_names:
-            pipe.zcard(keys.rq_registry("deferred", q))
-        pipe.zcard(keys.running)
-        pipe.zcard(keys.delayed)
-        pipe.hgetall(keys.stats)
-        rows = pipe.execute()
-    n = len(PRIORITY_LEVELS)
-    queues = dict(zip(keys.queue_names, rows[:n]))
+    counts = queue_counts(conn, keys, lambda pipe: pipe.zcard(keys.delayed), lambda pipe: pipe.hgetall(keys.stats))
+    waiting_to_retry, raw_stats = counts.extra
+    queues = dict(zip(keys.queue_names, counts.queued))
     paused = paused_backlog(conn, keys)
-    if paused:  # held tasks still wait at their priority
-        with conn.pipeline(transaction=False) as pipe:
-            for module in paused:
-                for level in range(1, n + 1):
-                    pipe.llen(keys.held(module, level))
-            held = pipe.execute()
-        for j, count in enumerate(held):
-            queues[keys.queue_names[j % n]] += count
+    for q, count in zip(keys.queue_names, held_counts(conn, keys, paused)):  # held tasks still wait at their priority
+        queues[q] += count
     parked, parked_by_queue = parked_backlog(conn, keys)
     for q, count in parked_by_queue.items():  # parked tasks still wait at their priority
         queues[q] += count
-    stats = {k.decode(): int(float(v)) for k, v in rows[2 * n + 2].items()}
+    stats = {k.decode(): int(float(v)) for k, v in raw_stats.items()}
     workers = ModuleExecutor(0, connection=conn).worker_metrics()
     return {
         "redis": shown_url(redis_url()),
         "prefix": keys.prefix,
         "queues": queues,
-        "deferred": sum(rows[n:2 * n]),
-        "running": rows[2 * n],
-        "waiting_to_retry": rows[2 * n + 1],
+        "deferred": sum(counts.deferred),
+        "running": counts.running,
+        "waiting_to_retry": waiting_to_retry,
         "paused_modules": paused,
         "parked_modules": parked,
         "workers": sorted(workers, key=lambda w: w["name"]),

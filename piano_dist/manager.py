@@ -21,6 +21,7 @@ import redis
 from .config import Timing
 from .connection import get_connection
 from .core.client import TaskClient, TaskSpec
+from .core.listing import held_counts, queue_counts
 from .core.types import ModuleMetrics, ModuleState, ModuleTask, Priority, TaskStatus
 from .errors import ManagerShutdownError, SecurityError, UnknownModuleError
 from .in_process_args import InProcessArguments, needs_process
@@ -331,36 +332,21 @@ class ConcurrentModuleManager:
     # --- status -------------------------------------------------------------------
     def get_system_status(self) -> dict[str, Any]:
         keys = self.keys
-        with self.connection.pipeline(transaction=False) as pipe:
-            for q in keys.queue_names:
-                pipe.llen(keys.rq_queue(q))
-            for q in keys.queue_names:
-                pipe.zcard(keys.rq_registry("deferred", q))
-            pipe.zcard(keys.running)
-            pipe.hgetall(keys.stats)
-            pipe.hlen(keys.modules)
-            pipe.smembers(keys.paused_modules)
-            rows = pipe.execute()
-        n = len(PRIORITY_LEVELS)
-        queued = {level: rows[i] for i, level in enumerate(PRIORITY_LEVELS)}
-        paused = sorted(m.decode() for m in rows[2 * n + 3])
-        if paused:  # a paused module's tasks wait on its held lists: still queued
-            with self.connection.pipeline(transaction=False) as pipe:
-                for module in paused:
-                    for level in range(1, n + 1):
-                        pipe.llen(keys.held(module, level))
-                held = pipe.execute()
-            for j, count in enumerate(held):
-                queued[PRIORITY_LEVELS[j % n]] += count
-        for level, count in zip(PRIORITY_LEVELS, self.client.parked_counts().values()):
-            queued[level] += count  # set aside for a worker that can start their module
-        deferred = sum(rows[n:2 * n])
-        running = rows[2 * n]
-        stats = {k.decode(): int(v) for k, v in rows[2 * n + 1].items()}
+        counts = queue_counts(self.connection, keys, lambda pipe: pipe.hgetall(keys.stats),
+                              lambda pipe: pipe.hlen(keys.modules), lambda pipe: pipe.smembers(keys.paused_modules))
+        raw_stats, cluster_modules, paused_raw = counts.extra
+        paused = sorted(m.decode() for m in paused_raw)
+        # Tasks set aside (a paused module's held lists, parked lists) still wait at their priority.
+        held = held_counts(self.connection, keys, paused)
+        parked = self.client.parked_counts().values()
+        queued = {level: sum(n) for level, n in zip(PRIORITY_LEVELS, zip(counts.queued, held, parked))}
+        deferred = sum(counts.deferred)
+        running = counts.running
+        stats = {k.decode(): int(v) for k, v in raw_stats.items()}
         workers = self.module_executor.worker_metrics()
         return {
             "registered_modules": len(self.modules),
-            "cluster_modules": rows[2 * n + 2],
+            "cluster_modules": cluster_modules,
             "active_tasks": sum(queued.values()) + deferred + running,
             "queued_tasks": sum(queued.values()),
             "queued_by_priority": queued,

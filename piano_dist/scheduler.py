@@ -28,6 +28,7 @@ import redis
 
 from .connection import get_connection
 from .core.client import TaskClient, TaskSpec
+from .core.listing import queue_counts
 from .core.task_scripts import FinishReply, RunOutcome
 from .core.types import ModuleState, ModuleTask, Priority, TaskStatus
 from .errors import QueueFullError
@@ -204,24 +205,17 @@ class TaskScheduler:
 
     # --- inspection -----------------------------------------------------------------
     def get_queue_status(self) -> dict[str, Any]:
-        with self.connection.pipeline(transaction=False) as pipe:
-            for q in self.keys.queue_names:
-                pipe.llen(self.keys.rq_queue(q))
-            for q in self.keys.queue_names:
-                pipe.zcard(self.keys.rq_registry("deferred", q))
-            pipe.zcard(self.keys.running)
-            rows = pipe.execute()
-        n = len(self.keys.queue_names)
-        queued = rows[:n]
+        counts = queue_counts(self.connection, self.keys)
+        queued = counts.queued
         config = self.policies.get()
         return {
             "queued_by_priority": {p.name.lower(): queued[i] for i, p in enumerate(Priority)},
             "priority_queue_size": queued[0] + queued[1],  # the seed's heap: CRITICAL and HIGH
             "ready_queue_size": sum(queued[2:]),
             "ready_tasks": sum(queued),
-            "blocked_tasks": sum(rows[n:2 * n]),
-            "pending_tasks": sum(rows[:2 * n]),
-            "running_tasks": rows[2 * n],
+            "blocked_tasks": sum(counts.deferred),
+            "pending_tasks": sum(queued) + sum(counts.deferred),
+            "running_tasks": counts.running,
             "running_by_module": self.policies.running_by_module(),
             "module_quotas": config.quotas,
             "scheduling_policy": config.policy.value,

@@ -112,7 +112,7 @@ class SecurityValidator:
 
     @classmethod
     def validate_agent_id(cls, agent_id: Any) -> str:
-        from .state.paths import validate_agent_id
+        from .agent_ids import validate_agent_id
 
         return validate_agent_id(agent_id)
 

@@ -11,8 +11,9 @@ Registry entries can outlive their task's hash; each task's own hash is the trut
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 import redis
 
@@ -77,6 +78,52 @@ def candidate_ids(connection: redis.Redis, keys: Keys, statuses: Iterable[str] |
             pipe.zrange(keys.running, 0, -1)
         rows = pipe.execute()
     return list(dict.fromkeys(i.decode() for row in rows for i in row))
+
+
+@dataclass
+class QueueCounts:
+    """Tasks per queue (in level order) on the queue lists and in RQ's deferred
+    registries, tasks running, and the replies of the caller's extra commands."""
+
+    queued: list[int]
+    deferred: list[int]
+    running: int
+    extra: list
+
+
+def queue_counts(connection: redis.Redis, keys: Keys, *extra: Callable[[Any], Any]) -> QueueCounts:
+    """Count the queues in one round trip; each of ``extra`` adds a command of the
+    caller's to the same pipeline (``lambda pipe: pipe.hgetall(keys.stats)``)."""
+    names = keys.queue_names
+    with connection.pipeline(transaction=False) as pipe:
+        for q in names:
+            pipe.llen(keys.rq_queue(q))
+        for q in names:
+            pipe.zcard(keys.rq_registry("deferred", q))
+        pipe.zcard(keys.running)
+        for add in extra:
+            add(pipe)
+        rows = pipe.execute()
+    n = len(names)
+    return QueueCounts(rows[:n], rows[n:2 * n], rows[2 * n], rows[2 * n + 1:])
+
+
+def held_counts(connection: redis.Redis, keys: Keys, modules: Iterable[str]) -> list[int]:
+    """Tasks of these (paused) modules set aside on their held lists, per level: they
+    still wait at their priority."""
+    levels = len(PRIORITY_LEVELS)
+    totals = [0] * levels
+    modules = list(modules)
+    if not modules:
+        return totals
+    with connection.pipeline(transaction=False) as pipe:
+        for module in modules:
+            for level in range(1, levels + 1):
+                pipe.llen(keys.held(module, level))
+        held = pipe.execute()
+    for j, count in enumerate(held):
+        totals[j % levels] += count
+    return totals
 
 
 def parked_lists(connection: redis.Redis, keys: Keys) -> dict[tuple[str, str], str]:

@@ -14,6 +14,7 @@ import math
 import re
 from typing import Any
 
+from ..agent_ids import validate_agent_id  # noqa: F401  (the memories' import point)
 from ..errors import SecurityError
 
 MAX_CONTENT_CHARS = 10_000
@@ -70,14 +71,6 @@ def validate_label(value: Any, field_name: str, *, allow_none: bool = False) -> 
     if len(value) > MAX_LABEL_CHARS:
         raise SecurityError(f"{field_name} is {len(value)} characters; the limit is {MAX_LABEL_CHARS}")
     return validate_content(value, field_name)
-
-
-def validate_agent_id(agent_id: Any) -> str:
-    """Agent ids become a Redis hash tag, so braces are not allowed in them."""
-    agent_id = validate_label(agent_id, "agent_id")
-    if "{" in agent_id or "}" in agent_id:
-        raise SecurityError(f"agent_id must not contain braces: {agent_id!r}")
-    return agent_id
 
 
 def validate_labels(values: Any, field_name: str) -> list[str]:

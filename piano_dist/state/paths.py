@@ -19,6 +19,7 @@ import json
 import re
 from typing import Any
 
+from ..agent_ids import validate_agent_id  # noqa: F401  (the state's import point)
 from ..errors import SecurityError
 from ..json_values import check_json_value
 
@@ -31,10 +32,6 @@ MAX_ID_LENGTH = 128
 
 # Matched with fullmatch: with re.match, "$" also matches before a trailing newline.
 _SEGMENT = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
-# Agent ids go inside a Redis hash tag ``{agent}``: braces would break the tag, and
-# control characters make keys unreadable. Spaces are allowed: agents are often
-# named after their persona ("Isabella Rodriguez").
-_AGENT_ID = re.compile(r"[^{}\x00-\x1f\x7f]+")
 _SNAPSHOT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]*")
 
 
@@ -81,17 +78,6 @@ def validate_state_value(value: Any, where: str = "state value") -> Any:
 
 def _check(value: Any, where: str, depth: int) -> None:
     check_json_value(value, where, MAX_VALUE_DEPTH, depth)
-
-
-def validate_agent_id(agent_id: Any) -> str:
-    if not isinstance(agent_id, str) or not agent_id:
-        raise SecurityError(f"agent id must be a non-empty string, got {agent_id!r}")
-    if len(agent_id) > MAX_ID_LENGTH or not _AGENT_ID.fullmatch(agent_id):
-        raise SecurityError(
-            f"agent id {agent_id!r} is invalid: at most {MAX_ID_LENGTH} characters, "
-            "no braces or control characters"
-        )
-    return agent_id
 
 
 def validate_snapshot_id(snapshot_id: Any) -> str:
