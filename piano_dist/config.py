@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .arguments import is_whole
+
 DEFAULT_PREFIX = "piano"
 _PREFIX_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # fullmatch: "$" would let a trailing "\n" in
 
@@ -50,6 +52,6 @@ class Timing:
 
     def __post_init__(self) -> None:
         # Nothing is kept forever: 0 means a finished task's record goes at once.
-        if isinstance(self.result_ttl, bool) or not isinstance(self.result_ttl, int) or self.result_ttl < 0:
+        if not is_whole(self.result_ttl) or self.result_ttl < 0:
             raise ValueError(f"result TTL (PIANO_RESULT_TTL) must be a whole number of seconds >= 0 "
                              f"(0: nothing is kept once a task ends), not {self.result_ttl!r}")

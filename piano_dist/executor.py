@@ -1,10 +1,12 @@
 """ModuleExecutor: the manager's in-process execution slots, and cluster-wide metrics.
 
-With ``max_workers > 0`` the manager runs this many slots in its own process, on the
+A facade over the cluster: it does not own the execution of tasks (workers anywhere,
+and these slots, claim them from the shared queues); its name and methods are the
+original framework's (docs/compat.md). With ``max_workers > 0`` the manager runs this many slots in its own process, on the
 same queues as the worker processes, using the module instances it registered. The
 slots register as an RQ worker, so ``rq info`` and the dashboard list them.
 
-``execute_task(task, module)`` is the seed's direct call: it runs one method of the
+``execute_task(task, module)`` is a direct call: it runs one method of the
 object handed in on this process's threads and returns a Future (see
 direct_execution.py); it needs no registration and no Redis round trip.
 """
@@ -18,6 +20,7 @@ import redis
 
 from concurrent.futures import Future
 
+from .arguments import is_whole
 from .config import Timing
 from .connection import get_connection
 from .core.types import ExecutorMetrics, ModuleTask
@@ -33,13 +36,13 @@ class ModuleExecutor:
                  local_modules: dict | None = None, name: str | None = None, timing: Timing | None = None,
                  in_process: InProcessArguments | None = None):
         """``in_process``: the arguments of tasks pinned to this process; its slots also
-        serve that queue group (see piano_dist/in_process_args.py)."""
-        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 0:
+        serve that queue group (see piano_dist/in_process_args.py). ``enable_monitoring``
+        and ``cleanup_interval`` are accepted for the original API and not used: workers
+        always publish their metrics, and leases replace cleanup sweeps."""
+        if not is_whole(max_workers) or max_workers < 0:
             raise ValueError(f"max_workers must be a non-negative integer, not {max_workers!r}")
         self.max_workers = max_workers
         self.max_queue_size = max_queue_size
-        self.enable_monitoring = enable_monitoring
-        self.cleanup_interval = cleanup_interval
         self.connection = get_connection(redis_url, connection)
         self.keys = Keys(prefix)
         self.timing = timing or Timing()

@@ -18,17 +18,20 @@ from typing import Any, Callable, Iterable
 
 import redis
 
+from .arguments import is_whole
 from .config import Timing
 from .connection import get_connection
 from .core.client import TaskClient, TaskSpec
 from .core.listing import held_counts, queue_counts
 from .core.types import ModuleMetrics, ModuleState, ModuleTask, Priority, TaskStatus
-from .errors import ManagerShutdownError, SecurityError, UnknownModuleError
+from .errors import ManagerShutdownError, SecurityError
 from .in_process_args import InProcessArguments, needs_process
 from .executor import ModuleExecutor
 from .keys import PRIORITY_LEVELS, Keys
+from .replies import as_text
 from .scheduler import SchedulingPolicy, TaskScheduler
 from .security import SecurityValidator
+from .state.agent_state import agent_id_of
 
 log = logging.getLogger("piano_dist.manager")
 
@@ -47,21 +50,6 @@ if _level:
         logging.getLogger(_name).setLevel(_level.upper())
 
 
-def _agent_id_of(agent_state: Any, explicit: str | None) -> str:
-    if explicit:
-        return explicit
-    try:
-        from .state import agent_id_of  # type: ignore
-
-        return agent_id_of(agent_state)
-    except ImportError:
-        for attr in ("agent_id", "name"):
-            value = agent_state.get(attr) if isinstance(agent_state, dict) else getattr(agent_state, attr, None)
-            if isinstance(value, str) and value:
-                return value
-        return "default"
-
-
 class ConcurrentModuleManager:
     def __init__(self, agent_state: Any = None, max_workers: int = 4, max_queue_size: int = 100,
                  enable_monitoring: bool = True, task_timeout: float | None = 30.0, *,
@@ -69,17 +57,16 @@ class ConcurrentModuleManager:
                  prefix: str | None = None, agent_id: str | None = None,
                  scheduling_policy: SchedulingPolicy | str | None = None,
                  timing: Timing | None = None):
-        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 0:
+        if not is_whole(max_workers) or max_workers < 0:
             raise ValueError(f"max_workers must be a non-negative integer, not {max_workers!r}")
-        if isinstance(max_queue_size, bool) or not isinstance(max_queue_size, int) or max_queue_size < 0:
+        if not is_whole(max_queue_size) or max_queue_size < 0:
             raise ValueError(f"max_queue_size must be a non-negative integer (0 = unbounded), not {max_queue_size!r}")
         if task_timeout is not None:
             SecurityValidator.validate_seconds(task_timeout, "task_timeout")  # a ValueError naming it
         self.agent_state = agent_state
-        self.agent_id = _agent_id_of(agent_state, agent_id)
+        self.agent_id = agent_id or agent_id_of(agent_state)
         self.max_workers = max_workers
         self.max_queue_size = max_queue_size
-        self.enable_monitoring = enable_monitoring
         self.task_timeout = task_timeout
         self.connection = get_connection(redis_url, connection)
         self.keys = Keys(prefix)
@@ -88,7 +75,6 @@ class ConcurrentModuleManager:
         self.modules: dict[str, Any] = {}
         self.module_configs: dict[str, dict] = {}
         self.module_states: dict[str, ModuleState] = {}
-        self.module_metrics: dict[str, ModuleMetrics] = {}
         # Tasks this manager submitted and has not seen end: the seed's active_tasks,
         # refreshed from Redis when read; ended ones move to task_history.
         self._submitted: dict[str, ModuleTask] = {}
@@ -153,12 +139,11 @@ class ConcurrentModuleManager:
             raise
         self.module_configs[name] = dict(config or {})
         self.module_states[name] = ModuleState.IDLE
-        self.module_metrics[name] = ModuleMetrics()
 
     def unregister_module(self, name: str) -> None:
         """Remove the module cluster-wide; its queued and deferred tasks are cancelled."""
         self.client.unregister_module(name)
-        for table in (self.modules, self.module_configs, self.module_states, self.module_metrics):
+        for table in (self.modules, self.module_configs, self.module_states):
             table.pop(name, None)
 
     def pause_module(self, name: str) -> None:
@@ -171,6 +156,23 @@ class ConcurrentModuleManager:
         self.client.resume_module(name)
         if name in self.module_states:
             self.module_states[name] = ModuleState.IDLE
+
+    @property
+    def module_metrics(self) -> dict[str, ModuleMetrics]:
+        """module name -> ModuleMetrics for this manager's modules, read from the cluster:
+        ``execution_count`` is the runs started (any worker), ``concurrent_executions``
+        the runs going on now; the other fields are not recorded per module (the
+        cluster's totals are in get_system_status and module_executor.get_metrics)."""
+        with self.connection.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.keys.sched_part("stats"))
+            pipe.hgetall(self.keys.sched_part("running"))
+            stats, running = pipe.execute()
+        starts = {as_text(k, "replace")[len("starts:m:"):]: int(v) for k, v in stats.items()
+                  if k.startswith(b"starts:m:")}
+        now = {as_text(k, "replace"): int(v) for k, v in running.items()}
+        return {name: ModuleMetrics(execution_count=starts.get(name, 0),
+                                    concurrent_executions=max(0, now.get(name, 0)))
+                for name in self.modules}
 
     def get_module_metrics(self, name: str) -> ModuleMetrics | None:
         return self.module_metrics.get(name)

@@ -1,5 +1,8 @@
-"""TaskScheduler: the seed's scheduler interface over the cluster's policy, and a
-queue of ModuleTasks of its own.
+"""TaskScheduler: a facade over the cluster's scheduling, with the original framework's
+interface (docs/compat.md), and a queue of ModuleTasks of its own.
+
+It schedules nothing itself: the order in which tasks start is decided where they are
+claimed, by the policy every worker follows.
 
 The policy is the cluster's (``<prefix>:sched``, see docs/scheduling.md): it is applied
 where tasks are claimed (piano_dist/lua/task_claim.lua), by every worker and by
@@ -26,6 +29,7 @@ from typing import Any
 
 import redis
 
+from .arguments import is_whole
 from .connection import get_connection
 from .core.client import TaskClient, TaskSpec
 from .core.listing import queue_counts
@@ -67,7 +71,7 @@ class TaskScheduler:
         ``get_next_task`` stays the taker's before the stalled sweep hands it to another
         taker (no renewal here). ``dependency_timeout`` is accepted for the seed's
         signature: dependents wait for their parents to end, however long."""
-        if isinstance(max_pending_tasks, bool) or not isinstance(max_pending_tasks, int) or max_pending_tasks < 0:
+        if not is_whole(max_pending_tasks) or max_pending_tasks < 0:
             raise ValueError(f"max_pending_tasks must be a non-negative integer (0 = unbounded), "
                              f"not {max_pending_tasks!r}")
         self.max_pending_tasks = max_pending_tasks

@@ -13,6 +13,7 @@ from enum import Enum
 
 import redis
 
+from .arguments import is_whole
 from .keys import Keys
 from .scripts import ScriptSet
 
@@ -46,7 +47,7 @@ class PolicyConfig:
 def check_quota(module: str, quota: object) -> int:
     if not isinstance(module, str) or not module:
         raise ValueError(f"module must be a non-empty name, not {module!r}")
-    if isinstance(quota, bool) or not isinstance(quota, int) or quota < 1:
+    if not is_whole(quota) or quota < 1:
         raise ValueError(f"quota for module {module!r} must be an integer >= 1 (its most running "
                          f"tasks across the cluster), not {quota!r}")
     return quota

@@ -17,6 +17,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+from ..arguments import is_whole
 from ..config import Timing
 from ..errors import DependencyCycleError, InvalidArgument
 from ..keys import Keys
@@ -186,7 +187,7 @@ class TaskEncoder:
             SecurityValidator.validate_seconds(timeout, "timeout")
         for name in ("retries", "max_attempts"):
             value = getattr(spec, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0
+            if value is not None and (not is_whole(value) or value < 0
                                       or (name == "max_attempts" and value < 1)):
                 raise InvalidArgument(f"{name} must be a {'positive' if name == 'max_attempts' else 'non-negative'} "
                                     f"integer, not {value!r}")

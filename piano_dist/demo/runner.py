@@ -14,6 +14,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
+from ..arguments import is_whole
 from ..connection import connection_url
 from ..llm.report import llm_report, llm_snapshot
 from ..manager import ConcurrentModuleManager
@@ -43,7 +44,7 @@ class DemoConfig:
     def validate(self) -> None:
         for name in ("agents", "ticks", "workers", "concurrency"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "workers" else 1):
+            if not is_whole(value) or value < (0 if name == "workers" else 1):
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
         if not self.external_workers and self.workers < 1:
             raise ValueError("workers must be at least 1 unless --external-workers is given")

@@ -25,6 +25,7 @@ from typing import Any
 
 import redis
 
+from ..arguments import is_whole
 from ..core.fanout import fan_out
 from ..ids import unique_hex
 from ..keys import Keys
@@ -51,7 +52,7 @@ class ParallelPerceptionModule(BaseModule):
         (cached with it). Everything except environment/llm/connection is JSON."""
         for name, value in (("max_workers", max_workers), ("attention_bandwidth", attention_bandwidth),
                             ("vision_radius", vision_radius)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_whole(value) or value < 1:
                 raise ValueError(f"{name} must be a positive int, not {value!r}")
         config = {"max_workers": max_workers, "attention_bandwidth": attention_bandwidth,
                   "vision_radius": vision_radius, "enable_caching": enable_caching, "world": world,

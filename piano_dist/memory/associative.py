@@ -22,6 +22,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from ..arguments import is_whole
 from . import scoring
 from .store import MemoryStore
 from .timeutil import from_epoch, to_epoch
@@ -108,7 +109,7 @@ class AssociativeMemory(MemoryStore):
 
     def __init__(self, max_nodes: int = 10_000, candidates: int = 128, **where):
         for label, value in (("max_nodes", max_nodes), ("candidates", candidates)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not is_whole(value) or value < 1:
                 raise ValueError(f"{label} must be a positive int, not {value!r}")
         self.max_nodes = max_nodes
         self.candidates = candidates

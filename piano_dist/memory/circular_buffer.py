@@ -6,6 +6,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from ..arguments import is_whole
 from .stream import StreamStore
 from .timeutil import from_epoch
 from .validation import sanitize_memory_data, validate_content, validate_importance
@@ -17,7 +18,7 @@ class CircularBuffer(StreamStore):
     id_prefix = "mem_"
 
     def __init__(self, max_size: int = 20, retention_minutes: float = 60, **where):
-        if not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < 1:
+        if not is_whole(max_size) or max_size < 1:
             raise ValueError(f"max_size must be a positive int, not {max_size!r}")
         if retention_minutes is None or retention_minutes <= 0:
             raise ValueError(f"retention_minutes must be positive, not {retention_minutes!r}")
@@ -56,7 +57,7 @@ class CircularBuffer(StreamStore):
 
     def get_recent_memories(self, count: int = 5) -> list[dict]:
         """The ``count`` newest memories, newest first (none for count <= 0)."""
-        if isinstance(count, bool) or not isinstance(count, int):
+        if not is_whole(count):
             raise ValueError(f"count must be an int, not {count!r}")
         if count <= 0:
             return []

@@ -16,6 +16,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
+from ..arguments import is_whole
 from .store import MemoryStore
 from .timeutil import from_epoch, to_epoch
 from .validation import (
@@ -113,7 +114,7 @@ class EpisodicMemory(MemoryStore):
     def __init__(self, max_episodes: int = 100, coherence_threshold: float = 0.6,
                  max_events_per_episode: int = 50, **where):
         for label, value in (("max_episodes", max_episodes), ("max_events_per_episode", max_events_per_episode)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not is_whole(value) or value < 1:
                 raise ValueError(f"{label} must be a positive int, not {value!r}")
         self.max_episodes = max_episodes
         self.coherence_threshold = validate_importance(coherence_threshold, "coherence_threshold")

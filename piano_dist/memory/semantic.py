@@ -14,6 +14,7 @@ from typing import Any, Iterable
 
 import redis
 
+from ..arguments import is_whole
 from . import scoring
 from .store import MemoryStore
 from .validation import (
@@ -64,7 +65,7 @@ class SemanticMemory(MemoryStore):
 
     def __init__(self, max_concepts: int = 1000, activation_decay: float = 0.1,
                  spreading_factor: float = 0.8, similarity_threshold: float = 0.7, **where):
-        if not isinstance(max_concepts, int) or isinstance(max_concepts, bool) or max_concepts < 1:
+        if not is_whole(max_concepts) or max_concepts < 1:
             raise ValueError(f"max_concepts must be a positive int, not {max_concepts!r}")
         self.max_concepts = max_concepts
         self.activation_decay = validate_importance(activation_decay, "activation_decay", high=100.0)

@@ -50,6 +50,8 @@ class ResourceCoordinator:
     ``default_timeout`` is how long an acquisition waits when no timeout is given
     (0 means try once). ``lease`` is how long a lock outlives its process;
     ``max_hold`` caps how long a lock is renewed (None: as long as the process lives).
+    ``cleanup_interval`` is accepted for the original API and not used: leases replace
+    cleanup sweeps.
     """
 
     def __init__(self, max_concurrent_locks: int = 50, default_timeout: float = 30.0,
@@ -67,7 +69,6 @@ class ResourceCoordinator:
         self.max_concurrent_locks = max_concurrent_locks
         self.default_timeout = float(default_timeout)
         self.enable_deadlock_detection = bool(enable_deadlock_detection)
-        self.cleanup_interval = cleanup_interval  # accepted for the original API; leases replace sweeps
         self.lease = float(lease)
         self.max_hold = max_hold
         self.deadlock_timeout = float(deadlock_timeout)

@@ -33,6 +33,7 @@ from typing import Any, Iterable
 
 import redis
 
+from ..arguments import is_whole
 from ..connection import connection_url, get_connection
 from ..keys import Keys
 from ..resources.fencing import fence_args, raise_if_fenced
@@ -95,7 +96,7 @@ class GridWorld(Environment):
         agents = sorted(agents)
         for label, value, low in (("width", width, 1), ("height", height, 1), ("cell", cell, 1),
                                   ("events_per_cell", events_per_cell, 1), ("n_objects", n_objects, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            if not is_whole(value) or value < low:
                 raise ValueError(f"{label} must be an integer ≥ {low}, not {value!r}")
         if width * height < n_objects + len(agents):
             raise ValueError("the grid is too small for the objects and agents asked for")
@@ -193,8 +194,7 @@ class GridWorld(Environment):
 
     def _check_tile(self, x: int, y: int) -> None:
         width, height = self.size
-        if not (isinstance(x, int) and isinstance(y, int) and not isinstance(x, bool)
-                and not isinstance(y, bool) and 0 <= x < width and 0 <= y < height):
+        if not (is_whole(x) and is_whole(y) and 0 <= x < width and 0 <= y < height):
             raise ValueError(f"({x!r}, {y!r}) is outside the {width}x{height} world {self.name!r}")
 
     @staticmethod
@@ -250,7 +250,7 @@ class GridWorld(Environment):
         Idempotent per tick. Returns {"x", "y", "event_id", "outcome", "version"}, outcome
         "moved", "blocked" or "replayed"."""
         for label, value in (("dx", dx), ("dy", dy), ("tick", tick)):
-            if isinstance(value, bool) or not isinstance(value, int):
+            if not is_whole(value):
                 raise ValueError(f"{label} must be an integer, not {value!r}")
         self._check_text(activity, "activity")
         x, y, event_id, outcome, version = self._apply(
@@ -292,7 +292,7 @@ class GridWorld(Environment):
         return (agent["x"], agent["y"]) if agent else None
 
     def _view(self, agent_id: str | None, radius: int, center: Position | None = None) -> "_View":
-        if isinstance(radius, bool) or not isinstance(radius, int) or radius < 0:
+        if not is_whole(radius) or radius < 0:
             raise ValueError(f"radius must be a non-negative integer, not {radius!r}")
         cx, cy = center if center is not None else (0, 0)
         try:
