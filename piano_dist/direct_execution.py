@@ -1,4 +1,4 @@
-"""Direct execution: ``ModuleExecutor.execute_task(task, module)`` as the seed had it.
+"""Direct execution: ``ModuleExecutor.execute_task(task, module)`` a call run here, not on the cluster.
 
 The call runs in this process, on a pool of ``max_workers`` threads, and its outcome
 comes back through a ``concurrent.futures.Future``. Nothing goes through Redis: the

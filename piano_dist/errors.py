@@ -90,7 +90,7 @@ class LockLimitError(PianoError, RuntimeError):
 
 
 class ResourceAcquireTimeout(LockTimeoutError, RuntimeError):
-    """``acquire_context`` timed out (also a RuntimeError, as the seed API raised)."""
+    """``acquire_context`` timed out (also a RuntimeError, for code written against the original API)."""
 
 
 class StateConflictError(PianoError, RuntimeError):

@@ -2,9 +2,10 @@
 
 A facade over the cluster: it does not own the execution of tasks (workers anywhere,
 and these slots, claim them from the shared queues); its name and methods are the
-original framework's (docs/compat.md). With ``max_workers > 0`` the manager runs this many slots in its own process, on the
-same queues as the worker processes, using the module instances it registered. The
-slots register as an RQ worker, so ``rq info`` and the dashboard list them.
+original framework's (docs/compat.md). With ``max_workers > 0`` the manager runs this
+many slots in its own process, on the same queues as the worker processes, using the
+module instances it registered. The slots register as an RQ worker, so ``rq info`` and
+the dashboard list them.
 
 ``execute_task(task, module)`` is a direct call: it runs one method of the
 object handed in on this process's threads and returns a Future (see
@@ -55,7 +56,7 @@ class ModuleExecutor:
         self._lock = threading.Lock()
         self._direct = DirectRunner(max_workers, max_queue_size)
 
-    # --- the seed's direct execution ------------------------------------------------
+    # --- direct execution (direct_execution.py) ---------------------------------------
     def execute_task(self, task: ModuleTask, module: Any) -> Future:
         """Run ``module.<task.method_name>(*task.args, **task.kwargs)`` in this process and
         return its Future. ``task.max_duration`` makes the Future raise TaskTimeoutError at
@@ -66,7 +67,7 @@ class ModuleExecutor:
         return self._direct.submit(task, module)
 
     def cancel_task(self, task_id: str) -> bool:
-        """Cancel a task given to execute_task that has not started (the seed's rule)."""
+        """Cancel a task given to execute_task that has not started (a running call cannot be stopped from outside)."""
         return self._direct.cancel(task_id)
 
     def wait_for_completion(self, timeout: float | None = None) -> list[str]:
@@ -208,7 +209,7 @@ class ModuleExecutor:
                 "process_threads": threading.active_count()}
 
     def __enter__(self):
-        # As the seed's: a context for direct calls. Slots on the cluster's queues start
+        # A context for direct calls (docs/compat.md). Slots on the cluster's queues start
         # only through start() (the manager calls it), never as a side effect of `with`.
         return self
 

@@ -1,6 +1,6 @@
 """Tasks whose arguments are live Python objects (not JSON), kept by the submitting process.
 
-A seed-based program passes objects to its tasks (a coordinator, a maze, a memory
+A program may pass objects to its tasks (a coordinator, a maze, a memory
 object). Such arguments cannot travel through Redis, so the task can only run where
 they are: the manager that submitted it keeps them in memory, records the task in
 Redis as usual (status, dependencies, cancel, events all work) with a description of

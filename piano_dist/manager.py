@@ -1,4 +1,4 @@
-"""ConcurrentModuleManager: the seed's central hub, with tasks as RQ jobs in Redis.
+"""ConcurrentModuleManager: the central hub, with tasks as RQ jobs in Redis.
 
 It registers modules cluster-wide, submits tasks to the priority queues, reads their
 status from Redis, relays task events to local callbacks and, with ``max_workers > 0``,
@@ -75,7 +75,7 @@ class ConcurrentModuleManager:
         self.modules: dict[str, Any] = {}
         self.module_configs: dict[str, dict] = {}
         self.module_states: dict[str, ModuleState] = {}
-        # Tasks this manager submitted and has not seen end: the seed's active_tasks,
+        # Tasks this manager submitted and has not seen end: active_tasks,
         # refreshed from Redis when read; ended ones move to task_history.
         self._submitted: dict[str, ModuleTask] = {}
         self._untracked: list[tuple[list[str], list[TaskSpec], float]] = []
@@ -246,7 +246,7 @@ class ConcurrentModuleManager:
         self._track(ids, specs)
         return ids
 
-    # --- the seed's active_tasks / task_history ------------------------------------------
+    # --- active_tasks / task_history ---------------------------------------------------
     def _track(self, ids: list[str], specs: list[TaskSpec]) -> None:
         # O(1) here (submit_many's caller gets its ids back at once); ModuleTasks are
         # built when active_tasks or task_history is next read.
@@ -299,7 +299,7 @@ class ConcurrentModuleManager:
     def active_tasks(self) -> dict[str, ModuleTask]:
         """task id -> ModuleTask for the tasks this manager submitted that have not ended
         (queued, deferred or running; read from Redis on access). A task whose
-        cancellation was accepted leaves at once, as in the seed."""
+        cancellation was accepted leaves at once."""
         return self._refresh_submitted()
 
     def get_task_status(self, task_id: str) -> dict | None:

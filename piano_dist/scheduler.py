@@ -50,7 +50,8 @@ def _text(value: Any) -> str:
 
 class SchedulingMetrics(dict):
     """The scheduler's figures: a dict (``metrics["total_scheduled"]``) whose keys also
-    read as attributes (``metrics.total_scheduled``), as the seed's dataclass did."""
+    read as attributes (``metrics.total_scheduled``), for code that reads the original's
+    dataclass."""
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -69,8 +70,8 @@ class TaskScheduler:
         """``name``: share the queues of the scheduler of that name (any process); None:
         queues of this instance only. ``lease``: seconds a task taken by
         ``get_next_task`` stays the taker's before the stalled sweep hands it to another
-        taker (no renewal here). ``dependency_timeout`` is accepted for the seed's
-        signature: dependents wait for their parents to end, however long."""
+        taker (no renewal here). ``dependency_timeout`` is accepted for the original
+        API's signature: dependents wait for their parents to end, however long."""
         if not is_whole(max_pending_tasks) or max_pending_tasks < 0:
             raise ValueError(f"max_pending_tasks must be a non-negative integer (0 = unbounded), "
                              f"not {max_pending_tasks!r}")
@@ -128,7 +129,7 @@ class TaskScheduler:
     def clear_module_quota(self, module_name: str) -> bool:
         return self.policies.clear_quota(module_name)
 
-    # --- the seed's interface -------------------------------------------------------
+    # --- scheduling ModuleTasks -------------------------------------------------------
     def schedule_task(self, task: ModuleTask, dependencies: set | None = None) -> bool:
         """Queue a ModuleTask under its own id (unique among the cluster's tasks for the
         result TTL). False when ``max_pending_tasks`` tasks are pending already (queued,
@@ -214,7 +215,7 @@ class TaskScheduler:
         config = self.policies.get()
         return {
             "queued_by_priority": {p.name.lower(): queued[i] for i, p in enumerate(Priority)},
-            "priority_queue_size": queued[0] + queued[1],  # the seed's heap: CRITICAL and HIGH
+            "priority_queue_size": queued[0] + queued[1],  # CRITICAL and HIGH (docs/compat.md)
             "ready_queue_size": sum(queued[2:]),
             "ready_tasks": sum(queued),
             "blocked_tasks": sum(counts.deferred),

@@ -1,7 +1,7 @@
 """Task events travelling through Redis pub/sub, dispatched to local callbacks.
 
 Every transition script PUBLISHes a small JSON message on ``<prefix>:events``. One
-listener thread per process turns them into the seed's callbacks and wakes local
+listener thread per process turns them into the event and task callbacks and wakes local
 waiters. Pub/sub is fire-and-forget, so after a reconnect the listener asks every
 waiter to re-read statuses from Redis: a wait never hangs on a lost message.
 """

@@ -115,7 +115,7 @@ class ModuleRegistration:
     def import_class(self, plain_allowed: bool = False) -> type:
         """Import the registered class. Check the class path against the worker's
         AllowList first: importing a module runs its code. A class that is not a
-        BaseModule subclass (a seed-style plain module) is accepted only with
+        BaseModule subclass (a plain module) is accepted only with
         ``plain_allowed`` (its path listed explicitly in the AllowList)."""
         module_path, _, qualname = self.class_path.partition(":")
         if not all(_QUALNAME_PART.fullmatch(part) for part in qualname.split(".")):

@@ -79,7 +79,7 @@ class ModuleState(str, Enum):
 
 @dataclass
 class ModuleTask:
-    """A task as the seed's TaskScheduler takes it: module, method, arguments, priority."""
+    """A task as TaskScheduler takes it: module, method, arguments, priority."""
 
     task_id: str
     module_name: str

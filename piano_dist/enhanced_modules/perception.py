@@ -143,7 +143,7 @@ class ParallelPerceptionModule(BaseModule):
 
     def attend(self, results: list[PerceptionResult]) -> list[PerceptionResult]:
         """The ``attention_bandwidth`` results with the highest weight × confidence
-        (ties: the seed's sensor order, which is the order processed)."""
+        (ties: the sensor order, which is the order processed; docs/compat.md)."""
         ranked = sorted(enumerate(results),
                         key=lambda ir: (-SENSOR_WEIGHTS[SensorType(ir[1]["sensor_type"])] * ir[1]["confidence"],
                                         ir[0]))

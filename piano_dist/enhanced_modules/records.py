@@ -3,7 +3,8 @@
 Task results travel as JSON, so what a module method returns must be JSON as-is. A
 record is a plain ``dict`` subclass (``json.dumps`` takes it unchanged, and a worker
 returns it to the submitter as a dict) whose fields also read as attributes, so the
-seed's ``result.sensor_type`` / ``metrics.total_tasks_processed`` keep working locally.
+original API's ``result.sensor_type`` / ``metrics.total_tasks_processed`` keep working
+locally (docs/compat.md).
 """
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ class SensorType(str, Enum):
     TEMPORAL = "temporal"
 
 
-# Attention weights (the seed's): social cues matter most, the clock least.
+# Attention weights (kept from the original API, docs/compat.md): social cues matter most, the clock least.
 SENSOR_WEIGHTS = {
     SensorType.SOCIAL: 1.0, SensorType.VISUAL: 0.8, SensorType.AUDITORY: 0.7,
     SensorType.ENVIRONMENTAL: 0.6, SensorType.SPATIAL: 0.4, SensorType.TEMPORAL: 0.3,
@@ -47,7 +47,7 @@ def _is_sound(event: dict) -> bool:
 
 
 def extract_inputs(observation: dict[str, Any], attention_bandwidth: int) -> dict[SensorType, dict]:
-    """One input per sensor with something to sense, in the seed's order. SOCIAL and
+    """One input per sensor with something to sense, in the sensors' order. SOCIAL and
     AUDITORY only when there is someone or something to hear; the rest always."""
     tiles = observation.get("tiles") or []
     events = [{**e, "distance": t["distance"]} for t in tiles for e in t["events"]]

@@ -1,4 +1,4 @@
-"""Memories store epoch seconds; the API speaks ``datetime`` (naive local, like the seed)."""
+"""Memories store epoch seconds; the API speaks naive local ``datetime`` (docs/compat.md)."""
 from __future__ import annotations
 
 import time

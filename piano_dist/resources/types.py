@@ -1,4 +1,4 @@
-"""Enums and records of the ResourceCoordinator API (names and values as in the seed)."""
+"""Enums and records of the ResourceCoordinator API (names and values kept: docs/compat.md)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -53,7 +53,7 @@ def parse_resource_type(value) -> ResourceType:
 
 @dataclass
 class ResourceLock:
-    """A lock held through this coordinator (seed fields, plus lock_id and fence)."""
+    """A lock held through this coordinator (the original API's fields, plus lock_id and fence)."""
 
     resource_id: str
     resource_type: Optional[ResourceType]

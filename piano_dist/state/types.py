@@ -1,4 +1,4 @@
-"""Enums and records of the state API (shapes kept from the seed's StateCoordinator)."""
+"""Enums and records of the state API (shapes kept for the original API: docs/compat.md)."""
 from __future__ import annotations
 
 import time
