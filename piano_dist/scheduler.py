@@ -37,15 +37,12 @@ from .core.task_scripts import FinishReply, RunOutcome
 from .core.types import ModuleState, ModuleTask, Priority, TaskStatus
 from .errors import QueueFullError
 from .keys import Keys
+from .replies import as_text
 from .scheduling_policy import (DEFAULT_AGING_SECONDS, PolicyStore, SchedulingPolicy,  # noqa: F401
                                 check_quota)
 
 SUPPORTED_POLICIES = frozenset(SchedulingPolicy)
 _CLUSTER = object()
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class SchedulingMetrics(dict):
@@ -188,9 +185,9 @@ class TaskScheduler:
         elif not self.is_cluster and isinstance(task_id, str):
             row = self.connection.hmget(self.keys.rq_job(task_id), "piano_status", "origin", "worker_name",
                                         "piano_attempts")
-            if _text(row[0]) != "running" or _text(row[1]) not in self.keys.queue_names:
+            if as_text(row[0]) != "running" or as_text(row[1]) not in self.keys.queue_names:
                 return False
-            worker, attempt, elapsed_ms = _text(row[2]), int(row[3] or 0), 0
+            worker, attempt, elapsed_ms = as_text(row[2]), int(row[3] or 0), 0
         else:
             return False
         outcome = "completed" if success else "failed"
@@ -230,8 +227,8 @@ class TaskScheduler:
     def get_scheduling_metrics(self) -> SchedulingMetrics:
         """Cluster-wide figures since the Redis was new (every scheduler's tasks and the
         workers'): waits are from queued to started."""
-        stats = {_text(k): int(v) for k, v in self.connection.hgetall(self.keys.stats).items()}
-        sched = {_text(k): int(v) for k, v in self.connection.hgetall(self.keys.sched_part("stats")).items()}
+        stats = {as_text(k): int(v) for k, v in self.connection.hgetall(self.keys.stats).items()}
+        sched = {as_text(k): int(v) for k, v in self.connection.hgetall(self.keys.sched_part("stats")).items()}
 
         def grouped(kind: str, name=lambda key: key) -> tuple[dict, dict]:
             starts = {name(k.split(":", 2)[2]): v for k, v in sched.items() if k.startswith(f"starts:{kind}:")}
@@ -288,7 +285,7 @@ class TaskScheduler:
                 pipe.lrange(self.keys.rq_queue(q), 0, -1)
                 pipe.zrange(self.keys.rq_registry("deferred", q), 0, -1)
             rows = pipe.execute()
-        for task_id in dict.fromkeys(_text(i) for row in rows for i in row):
+        for task_id in dict.fromkeys(as_text(i) for row in rows for i in row):
             self.client.cancel(task_id, f"TaskScheduler {self.name} shut down")
         self.policies.remove_origins(names)
         with self.connection.pipeline(transaction=False) as pipe:

@@ -10,7 +10,6 @@ import json
 import os
 import threading
 import time
-from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
 import redis
@@ -22,6 +21,7 @@ from ..replication import pipelined, replicas_to_wait
 from ..retry_policy import is_transient
 from ..scripts import ScriptSet
 from .events import EventBus
+from .listing import epoch_of
 from .registry import ModuleRegistry
 from .task_scripts import Refusal, TaskScripts
 from .task_spec import MAX_DEPENDENCIES, TASK_ID, BatchCache, PreparedTask, TaskEncoder, TaskSpec  # noqa: F401
@@ -33,16 +33,6 @@ _STATUS_FIELDS = ("piano_status", "piano_module", "piano_method", "piano_priorit
                   "piano_cancel", "piano_last_loss", "piano_model_ms", "piano_model_calls", "origin")
 _SUBMIT_CHUNK = 500  # tasks per task_submit_many call: Redis is busy a few ms per call
 _EXISTS_CHUNK = 1000  # keys per EXISTS of submit_many's pre-check
-
-
-def _iso_to_epoch(raw: bytes | None) -> float | None:
-    if not raw:
-        return None
-    text = raw.decode()
-    try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
-    except ValueError:
-        return None
 
 
 class TaskClient:
@@ -228,9 +218,9 @@ class TaskClient:
             "module": text["piano_module"],
             "method": text["piano_method"],
             "priority": Priority(priority).name.lower(),
-            "created_at": _iso_to_epoch(values["created_at"]),
-            "started_at": _iso_to_epoch(values["started_at"]),
-            "ended_at": _iso_to_epoch(values["ended_at"]),
+            "created_at": epoch_of(values["created_at"]),
+            "started_at": epoch_of(values["started_at"]),
+            "ended_at": epoch_of(values["ended_at"]),
             "worker": text["worker_name"] or None,
             "attempts": int(text["piano_attempts"] or 0),
             "timeout": float(text["piano_timeout"]) if text["piano_timeout"] else None,

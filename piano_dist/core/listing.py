@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable
 import redis
 
 from ..keys import PRIORITY_LEVELS, Keys
+from ..replies import as_text
 from .types import Priority, TaskStatus
 
 _FIELDS = ("piano_status", "piano_module", "piano_method", "piano_priority", "created_at", "started_at",
@@ -35,7 +36,8 @@ _REGISTRIES = {
 }
 
 
-def _epoch(raw: bytes | None) -> float | None:
+def epoch_of(raw: bytes | None) -> float | None:
+    """Epoch seconds of a time RQ wrote (its utcformat), or None when missing or unreadable."""
     if not raw:
         return None
     try:
@@ -45,7 +47,8 @@ def _epoch(raw: bytes | None) -> float | None:
 
 
 def _text(raw: bytes | None) -> str | None:
-    return raw.decode(errors="replace") if raw else None
+    """A field's text, or None for a missing or empty one."""
+    return as_text(raw, "replace") or None
 
 
 def _priority_name(raw: bytes | None) -> str | None:
@@ -175,9 +178,9 @@ def task_rows(connection: redis.Redis, task_ids: list[str]) -> list[dict]:
                 "priority": _priority_name(values["piano_priority"]),
                 "agent": _text(values["piano_agent"]),
                 "worker": _text(values["worker_name"]),
-                "created_at": _epoch(values["created_at"]),
-                "started_at": _epoch(values["started_at"]),
-                "ended_at": _epoch(values["ended_at"]),
+                "created_at": epoch_of(values["created_at"]),
+                "started_at": epoch_of(values["started_at"]),
+                "ended_at": epoch_of(values["ended_at"]),
             })
     return out
 

@@ -226,10 +226,10 @@ class TaskEncoder:
                 "piano_method", method,
                 "piano_priority", str(int(priority)),
                 "piano_timeout", "" if timeout is None else repr(float(timeout)),
-                "piano_agent", self._text(agent or ""),
-                "piano_retries_left", self._text(spec.retries or 0),
-                "piano_retry_delay", self._text(spec.retry_delay or 0),
-                "piano_max_attempts", self._text(spec.max_attempts or self.timing.max_attempts),
+                "piano_agent", self._stored(agent or ""),
+                "piano_retries_left", self._stored(spec.retries or 0),
+                "piano_retry_delay", self._stored(spec.retry_delay or 0),
+                "piano_max_attempts", self._stored(spec.max_attempts or self.timing.max_attempts),
             ]
             if timeout:
                 profile += ("timeout", str(int(timeout) + 1))
@@ -259,7 +259,7 @@ class TaskEncoder:
             record += ("dependency_ids", json.dumps(parents))
         return PreparedTask(task_id, profile[0], profile, payload, record, parents, tolerated, spec.callback)
 
-    def _text(self, value: Any) -> str:
+    def _stored(self, value: Any) -> str:
         """A hash value as Redis stores it (redis-py's encoding: str as is, int/float as text)."""
         if isinstance(value, str):
             return value

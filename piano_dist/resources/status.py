@@ -6,11 +6,8 @@ import json
 import redis
 
 from ..keys import Keys
+from ..replies import as_text
 from ..scripts import ScriptSet
-
-
-def _s(value) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def redis_now_ms(connection: redis.Redis) -> int:
@@ -19,7 +16,7 @@ def redis_now_ms(connection: redis.Redis) -> int:
 
 
 def registered_resources(connection: redis.Redis, keys: Keys) -> dict[str, str]:
-    return {_s(k): _s(v) for k, v in connection.hgetall(keys.resource_registry).items()}
+    return {as_text(k): as_text(v) for k, v in connection.hgetall(keys.resource_registry).items()}
 
 
 def resource_status(connection: redis.Redis, keys: Keys, resource_id: str,
@@ -41,7 +38,7 @@ def resource_status(connection: redis.Redis, keys: Keys, resource_id: str,
         raw = infos.get(lock_id)
         info = json.loads(raw) if raw else {}
         locks.append({
-            "lock_id": _s(lock_id),
+            "lock_id": as_text(lock_id),
             "holder": info.get("holder"),
             "mode": info.get("mode"),
             "acquired_at": info.get("acquired_at", 0) / 1000.0,
@@ -54,7 +51,7 @@ def resource_status(connection: redis.Redis, keys: Keys, resource_id: str,
         raw = waiter_infos.get(waiter_id)
         info = json.loads(raw) if raw else {}
         waiters.append({
-            "lock_id": _s(waiter_id),
+            "lock_id": as_text(waiter_id),
             "holder": info.get("holder"),
             "mode": info.get("mode"),
             "waiting_since": info.get("since", 0) / 1000.0,
@@ -89,4 +86,4 @@ def release_lock(connection: redis.Redis, keys: Keys, lock_id: str, scripts: Scr
     if base is None:
         return False
     scripts = scripts or ScriptSet(connection)
-    return bool(scripts.lock_release(keys=[_s(base), keys.lock_index, keys.lock_waitfor], args=[lock_id, "fence"]))
+    return bool(scripts.lock_release(keys=[as_text(base), keys.lock_index, keys.lock_waitfor], args=[lock_id, "fence"]))

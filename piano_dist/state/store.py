@@ -15,6 +15,7 @@ import redis
 from ..connection import get_connection
 from ..errors import StateConflictError, StateWriteError, UnknownSnapshotError
 from ..keys import Keys
+from ..replies import as_text
 from ..resources.fencing import raise_if_fenced
 from ..scripts import ScriptSet
 from .fence import AGENT_STATE_RESOURCE
@@ -27,10 +28,6 @@ DEFAULT_OUTCOME_TTL = 24 * 3600
 # new values): 100,000 let a thousand-agent simulation hold gigabytes of history.
 DEFAULT_LOG_MAXLEN = 1_000
 BATCH_LIMIT = 1000
-
-
-def _s(raw: Any) -> str:
-    return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 @dataclass
@@ -103,7 +100,7 @@ class StateStore:
             pipe.hgetall(self.data)
             pipe.xrevrange(self.log, "+", "-", count=1)
             fields, last = pipe.execute()
-        return state_from_fields(fields), (_s(last[0][0]) if last else "0-0")
+        return state_from_fields(fields), (as_text(last[0][0]) if last else "0-0")
 
     def version(self) -> int:
         return int(self.conn.hget(self.meta, "version") or 0)
@@ -113,7 +110,7 @@ class StateStore:
         return max(int(v or 0) for v in versions)
 
     def module_versions(self) -> dict[str, int]:
-        return {_s(k): int(v) for k, v in self.conn.hgetall(self.modvers).items()}
+        return {as_text(k): int(v) for k, v in self.conn.hgetall(self.modvers).items()}
 
     def pending_count(self) -> int:
         return int(self.conn.zcard(self.pending))
@@ -123,7 +120,7 @@ class StateStore:
         return sum(len(k) + len(v) for k, v in fields.items())
 
     def stats(self) -> dict[str, int]:
-        return {_s(k): int(v) for k, v in self.conn.hgetall(self.stats_key).items()}
+        return {as_text(k): int(v) for k, v in self.conn.hgetall(self.stats_key).items()}
 
     def count_rollback(self) -> None:
         self.conn.hincrby(self.stats_key, "rollbacks_performed", 1)
@@ -138,7 +135,7 @@ class StateStore:
         return int(seq), int(pending)
 
     def pending_changes(self, limit: int = BATCH_LIMIT) -> list[StateChange]:
-        ids = [_s(i) for i in self.conn.zrange(self.pending, 0, limit - 1)]
+        ids = [as_text(i) for i in self.conn.zrange(self.pending, 0, limit - 1)]
         with self.conn.pipeline(transaction=False) as pipe:
             for change_id in ids:
                 pipe.hgetall(self.change_prefix + change_id)
@@ -146,7 +143,7 @@ class StateStore:
         changes = []
         for change_id, raw in zip(ids, records):
             if raw:
-                changes.append(self._change_from_record(change_id, {_s(k): _s(v) for k, v in raw.items()}))
+                changes.append(self._change_from_record(change_id, {as_text(k): as_text(v) for k, v in raw.items()}))
         return changes
 
     @staticmethod
@@ -165,7 +162,7 @@ class StateStore:
         raw = self.conn.hgetall(self.change_prefix + change_id)
         if not raw:
             return None
-        r = {_s(k): _s(v) for k, v in raw.items()}
+        r = {as_text(k): as_text(v) for k, v in raw.items()}
         return ChangeOutcome(
             change_id=change_id, status=ChangeStatus(r.get("status", "pending")), reason=r.get("reason", ""),
             version=int(r["version"]) if r.get("version") else None, path=r.get("path"), module_id=r.get("module"),
@@ -200,7 +197,7 @@ class StateStore:
         result = BatchResult(applied=int(reply[0]), conflicts=int(reply[1]), remaining=int(reply[2]))
         rest = reply[3:]
         for i in range(0, len(rest), 4):
-            change_id, status, reason, version = (_s(x) for x in rest[i:i + 4])
+            change_id, status, reason, version = (as_text(x) for x in rest[i:i + 4])
             result.outcomes.append(ChangeOutcome(change_id, ChangeStatus(status), reason,
                                                  int(version) if version else None))
         return result
@@ -209,19 +206,19 @@ class StateStore:
                      transaction_id: Optional[str] = None) -> list[tuple[str, int]]:
         """Apply all ``changes`` in order, or none; returns (change id, version) pairs."""
         reply = self._apply("atomic", changes, fence)
-        status = _s(reply[0])
+        status = as_text(reply[0])
         what = f"transaction {transaction_id!r}" if transaction_id else "state write"
         if status == "conflict":
-            details = [_s(x) for x in reply[1:]]
+            details = [as_text(x) for x in reply[1:]]
             paths = [d.split(" (", 1)[0] for d in details]
             raise StateConflictError(
                 f"{what} for agent {self.agent_id!r} aborted, nothing applied: compare-and-set failed on "
                 + ", ".join(details), paths=paths, transaction_id=transaction_id)
         if status == "rejected":
             raise StateWriteError(
-                f"{what} for agent {self.agent_id!r} aborted, nothing applied: {_s(reply[1])}")
+                f"{what} for agent {self.agent_id!r} aborted, nothing applied: {as_text(reply[1])}")
         rest = reply[1:]
-        return [(_s(rest[i]), int(rest[i + 1])) for i in range(0, len(rest), 2)]
+        return [(as_text(rest[i]), int(rest[i + 1])) for i in range(0, len(rest), 2)]
 
     def init(self, items: list[dict[str, Any]]) -> int:
         return int(self._apply("init", items))
@@ -234,7 +231,7 @@ class StateStore:
         self.conn.hset(self.resolvers, path, json.dumps({"strategy": strategy, "priority_order": priority_order}))
 
     def resolvers_map(self) -> dict[str, dict[str, Any]]:
-        return {_s(k): json.loads(v) for k, v in self.conn.hgetall(self.resolvers).items()}
+        return {as_text(k): json.loads(v) for k, v in self.conn.hgetall(self.resolvers).items()}
 
     # --- snapshots -------------------------------------------------------------------
     def _snapshot_keys(self, snapshot_id: str) -> list[str]:
@@ -251,7 +248,7 @@ class StateStore:
             keys=self._snapshot_keys(snapshot_id), args=["delete", snapshot_id, self.snapshot_prefix, "0", "0"]))
 
     def snapshot_ids(self) -> list[str]:
-        return [_s(i) for i in self.conn.zrange(self.snapidx, 0, -1)]
+        return [as_text(i) for i in self.conn.zrange(self.snapidx, 0, -1)]
 
     def snapshot_count(self) -> int:
         return int(self.conn.zcard(self.snapidx))
@@ -273,11 +270,11 @@ class StateStore:
     # --- change log ------------------------------------------------------------------
     def last_log_id(self) -> str:
         last = self.conn.xrevrange(self.log, "+", "-", count=1)
-        return _s(last[0][0]) if last else "0-0"
+        return as_text(last[0][0]) if last else "0-0"
 
     def read_log(self, after: str = "0-0", count: int = 500) -> list[LogEntry]:
         raw = self.conn.xrange(self.log, min=f"({after}" if after != "0-0" else "-", max="+", count=count)
-        return [parse_log_entry(_s(entry_id), fields) for entry_id, fields in raw]
+        return [parse_log_entry(as_text(entry_id), fields) for entry_id, fields in raw]
 
     def log_length(self) -> int:
         return int(self.conn.xlen(self.log))
@@ -288,7 +285,7 @@ class StateStore:
 
     def cursor(self, subscriber: str) -> Optional[str]:
         raw = self.conn.hget(self.cursors, subscriber)
-        return _s(raw) if raw is not None else None
+        return as_text(raw) if raw is not None else None
 
     def set_cursors(self, cursors: Mapping[str, str]) -> None:
         if cursors:
@@ -327,7 +324,7 @@ def _num(text: str) -> int | float:
 
 
 def parse_log_entry(log_id: str, raw: Mapping[Any, Any]) -> LogEntry:
-    f = {_s(k): _s(v) for k, v in raw.items()}
+    f = {as_text(k): as_text(v) for k, v in raw.items()}
     old = from_leaves(json.loads(f.get("old", "{}")))
     new = from_leaves(json.loads(f.get("new", "{}")))
     change = StateChange(

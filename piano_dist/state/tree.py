@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Mapping
 
+from ..replies import as_text
 from .paths import is_path_segment
 
 EMPTY_OBJECT = "{}"
@@ -64,7 +65,7 @@ def from_leaves(leaves: Mapping[str, Any]) -> Any:
     if not leaves:
         return MISSING
     if "" in leaves:
-        return json.loads(_text(leaves[""]))
+        return json.loads(as_text(leaves[""]))
     root: dict[str, Any] = {}
     # Sorted so a parent '{}' placeholder (should one linger) is overwritten by children.
     for rel in sorted(leaves):
@@ -75,21 +76,17 @@ def from_leaves(leaves: Mapping[str, Any]) -> Any:
             if not isinstance(child, dict):
                 child = node[part] = {}
             node = child
-        node[parts[-1]] = json.loads(_text(leaves[rel]))
+        node[parts[-1]] = json.loads(as_text(leaves[rel]))
     return root
-
-
-def _text(raw: Any) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw
 
 
 def group_top_level(fields: Mapping[Any, Any]) -> dict[str, dict[str, str]]:
     """Split a whole-state hash (full path -> JSON) into {top-level key: leaves}."""
     groups: dict[str, dict[str, str]] = {}
     for raw_path, raw_value in fields.items():
-        path = _text(raw_path)
+        path = as_text(raw_path)
         top, _, rest = path.partition(".")
-        groups.setdefault(top, {})[rest] = _text(raw_value)
+        groups.setdefault(top, {})[rest] = as_text(raw_value)
     return groups
 
 
@@ -102,11 +99,11 @@ def leaves_under(fields: Mapping[Any, Any], path: str) -> dict[str, str]:
     out: dict[str, str] = {}
     prefix = path + "."
     for raw_path, raw_value in fields.items():
-        full = _text(raw_path)
+        full = as_text(raw_path)
         if full == path:
-            return {"": _text(raw_value)}
+            return {"": as_text(raw_value)}
         if full.startswith(prefix):
-            out[full[len(prefix):]] = _text(raw_value)
+            out[full[len(prefix):]] = as_text(raw_value)
     return out
 
 

@@ -36,6 +36,7 @@ import redis
 from ..arguments import is_whole
 from ..connection import connection_url, get_connection
 from ..keys import Keys
+from ..replies import as_text
 from ..resources.fencing import fence_args, raise_if_fenced
 from ..scripts import ScriptSet
 from .environment import Environment, Position, distance
@@ -57,10 +58,6 @@ OBJECT_CATALOGUE = (
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class TileOccupied(ValueError):
@@ -241,7 +238,7 @@ class GridWorld(Environment):
                  "description": description or f"{subject} {predicate} {obj}"}
         for key, value in event.items():
             self._check_text(value, key)
-        return _text(self._apply("event", x, y, _dumps(event))[0])
+        return as_text(self._apply("event", x, y, _dumps(event))[0])
 
     def step(self, agent_id: str, dx: int, dy: int, activity: str, tick: int, predicate: str = "is",
              obj: str | None = None) -> dict[str, Any]:
@@ -256,7 +253,7 @@ class GridWorld(Environment):
         x, y, event_id, outcome, version = self._apply(
             "step", self._check_text(agent_id, "agent id"), dx, dy, activity, tick,
             self._check_text(predicate, "predicate"), "" if obj is None else self._check_text(obj, "object"))
-        return {"x": int(x), "y": int(y), "event_id": _text(event_id) or None, "outcome": _text(outcome),
+        return {"x": int(x), "y": int(y), "event_id": as_text(event_id) or None, "outcome": as_text(outcome),
                 "version": int(version)}
 
     def advance(self, ticks: int = 1) -> int:
@@ -371,7 +368,7 @@ class _View:
         self.events: list[dict] = []
         for flat, events in cells:
             for i in range(0, len(flat), 2):
-                field, record = _text(flat[i]), json.loads(flat[i + 1])
+                field, record = as_text(flat[i]), json.loads(flat[i + 1])
                 (self.agents if field[0] == "a" else self.objects)[field[2:]] = record
             self.events += [json.loads(raw) for raw in events]
         self.events.sort(key=lambda e: _event_number(e["id"]))
