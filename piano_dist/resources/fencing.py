@@ -6,17 +6,10 @@ carries the token; the write's own Lua script refuses it when the stored value i
 greater, i.e. when someone was granted the resource after this holder (whose lease
 lapsed while it was paused, partitioned or slow).
 
-Convention for other scripts -- put the fence key and token first in ARGV and start
-the script with the check (``FENCE_CHECK_LUA``)::
-
-    -- ARGV[1] fence key, or "" for an unfenced write
-    -- ARGV[2] fencing token of the writer's lock
-    if ARGV[1] ~= '' then
-      local latest = tonumber(redis.call('GET', ARGV[1]) or '0')
-      if latest > tonumber(ARGV[2]) then
-        return redis.error_reply('FENCED ' .. ARGV[1] .. ' latest=' .. latest .. ' token=' .. ARGV[2])
-      end
-    end
+Convention for other scripts: put the fence key ("" for an unfenced write) and the
+token first in ARGV and start the script with ``--!include fence_check``
+(lua/includes/fence_check.lua, also ``FENCE_CHECK_LUA``), which replies
+``FENCED <key> latest=<n> token=<t>`` when the key holds a newer grant.
 
 Python side::
 
