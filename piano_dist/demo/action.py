@@ -15,16 +15,15 @@ from typing import Any
 
 import redis
 
-from ..enhanced_modules.plumbing import associative_memory, resolve_agent_id, resolve_connection
+from ..enhanced_modules.plumbing import ConfiguredModule, associative_memory, resolve_agent_id, resolve_connection
 from ..keys import Keys
-from ..modules.base import BaseModule
 from ..state import RedisAgentState
 from ..world import GridWorld
 
 STEPS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
 
 
-class AgentActionModule(BaseModule):
+class AgentActionModule(ConfiguredModule):
     def __init__(self, agent_state: Any = None, *, agent_id: str | None = None, world: str = "town",
                  seed: int = 0, run_id: str = "demo", connection: redis.Redis | None = None,
                  redis_url: str | None = None, prefix: str | None = None):
@@ -38,10 +37,6 @@ class AgentActionModule(BaseModule):
         self.run_id = run_id
         self._memory = associative_memory(self.agent_id, "default", self.connection, prefix)
         self._state = RedisAgentState(self.agent_id, connection=self.connection, prefix=prefix)
-
-    @property
-    def registration_config(self) -> dict[str, Any]:
-        return {k: v for k, v in self.config.items() if v is not None}
 
     def run(self, tick: int = 0) -> dict[str, Any]:
         decision = self._state.get("act_description") or "wander"

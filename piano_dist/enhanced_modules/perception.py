@@ -29,9 +29,8 @@ from ..arguments import is_whole
 from ..core.fanout import fan_out
 from ..ids import unique_hex
 from ..keys import Keys
-from ..modules.base import BaseModule
 from .perception_cache import PerceptionCache
-from .plumbing import (associative_memory, llm_tag, resolve_agent_id, resolve_connection,
+from .plumbing import (ConfiguredModule, associative_memory, llm_tag, resolve_agent_id, resolve_connection,
                        resolve_environment, resolve_llm)
 from .records import PerceptionMetrics, PerceptionResult
 from .sensors import PROCESSORS, SENSOR_WEIGHTS, SensorType, extract_inputs
@@ -39,7 +38,7 @@ from .sensors import PROCESSORS, SENSOR_WEIGHTS, SensorType, extract_inputs
 HISTORY_LENGTH = 100
 
 
-class ParallelPerceptionModule(BaseModule):
+class ParallelPerceptionModule(ConfiguredModule):
     def __init__(self, agent_state: Any = None, max_workers: int = 3, attention_bandwidth: int = 5,
                  vision_radius: int = 4, enable_caching: bool = True, *, environment: Any = None,
                  world: str | None = None, agent_id: str | None = None, cache_ttl: float = 300.0,
@@ -83,12 +82,6 @@ class ParallelPerceptionModule(BaseModule):
         self._by_sensor: dict[str, int] = {}
         self.processing_history: deque[PerceptionResult] = deque(maxlen=HISTORY_LENGTH)
         self._closed = False
-
-    @property
-    def registration_config(self) -> dict[str, Any]:
-        """JSON config for ``manager.register_module(name, module, module.registration_config)``:
-        what a worker needs to rebuild this module (not the local environment or LLM objects)."""
-        return {k: v for k, v in self.config.items() if v is not None}
 
     # --- one perception cycle ----------------------------------------------------------
     def run(self) -> list[PerceptionResult]:

@@ -17,8 +17,8 @@ from typing import Any
 import redis
 
 from ..core.fanout import fan_out
-from ..modules.base import BaseModule
-from .plumbing import associative_memory, latest_nodes, resolve_agent_id, resolve_connection, resolve_llm
+from .plumbing import (ConfiguredModule, associative_memory, latest_nodes, resolve_agent_id, resolve_connection,
+                       resolve_llm)
 from .state_access import AgentStateAccess
 
 _NUMBERED = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s*")
@@ -30,7 +30,7 @@ def parse_steps(text: str, limit: int) -> list[str]:
     return [s for s in steps if s][:limit]
 
 
-class ConcurrentPlanningModule(BaseModule):
+class ConcurrentPlanningModule(ConfiguredModule):
     GOALS, PLAN, DECISION = "goals", "current_plan", "act_description"
 
     def __init__(self, agent_state: Any = None, max_concurrent_goals: int = 3, steps_per_plan: int = 4,
@@ -57,10 +57,6 @@ class ConcurrentPlanningModule(BaseModule):
         self.state = AgentStateAccess(agent_state, self.agent_id, module_id, self.connection, prefix,
                                       state_coordinator)
         self._memory = associative_memory(self.agent_id, memory_name, self.connection, prefix)
-
-    @property
-    def registration_config(self) -> dict[str, Any]:
-        return {k: v for k, v in self.config.items() if v is not None}
 
     # --- goals --------------------------------------------------------------------------
     def get_goals(self) -> list[dict[str, Any]]:

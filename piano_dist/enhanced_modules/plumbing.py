@@ -9,7 +9,21 @@ from typing import Any
 import redis
 
 from ..connection import get_connection
+from ..modules.base import BaseModule
 from ..state import RedisAgentState, agent_id_of
+
+
+class ConfiguredModule(BaseModule):
+    """A module a worker rebuilds from ``(agent_state, **registration_config)``: its
+    ``config`` holds the constructor's JSON arguments."""
+
+    config: dict[str, Any]
+
+    @property
+    def registration_config(self) -> dict[str, Any]:
+        """JSON config for ``manager.register_module(name, module, module.registration_config)``:
+        what a worker needs to rebuild this module (not the local environment or LLM objects)."""
+        return {k: v for k, v in self.config.items() if v is not None}
 
 
 def resolve_connection(agent_state: Any, connection: redis.Redis | None,

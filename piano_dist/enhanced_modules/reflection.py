@@ -20,15 +20,14 @@ import redis_lock
 from ..core.fanout import fan_out
 from ..keys import Keys
 from ..memory import scoring
-from ..modules.base import BaseModule
 from .planning import parse_steps
-from .plumbing import (associative_memory, latest_nodes, node_summary, resolve_agent_id, resolve_connection,
-                       resolve_llm)
+from .plumbing import (ConfiguredModule, associative_memory, latest_nodes, node_summary, resolve_agent_id,
+                       resolve_connection, resolve_llm)
 
 INSIGHT_LIFETIME = timedelta(days=30)
 
 
-class DistributedReflectionModule(BaseModule):
+class DistributedReflectionModule(ConfiguredModule):
     def __init__(self, agent_state: Any = None, importance_threshold: float = 30.0, recent_count: int = 20,
                  focal_points: int = 3, evidence_count: int = 5, *, agent_id: str | None = None,
                  memory_name: str = "default", llm: Any = "auto", max_workers: int = 3,
@@ -51,10 +50,6 @@ class DistributedReflectionModule(BaseModule):
         self.agent_id = resolve_agent_id(agent_state, agent_id)
         self.llm = resolve_llm(llm, self.connection)
         self.memory = associative_memory(self.agent_id, memory_name, self.connection, prefix)
-
-    @property
-    def registration_config(self) -> dict[str, Any]:
-        return {k: v for k, v in self.config.items() if v is not None}
 
     # --- trigger ------------------------------------------------------------------------
     def importance_since_last(self) -> float:

@@ -13,11 +13,11 @@ import redis
 
 from ..core.fanout import fan_out
 from ..memory import scoring
-from ..modules.base import BaseModule
-from .plumbing import associative_memory, node_summary, resolve_agent_id, resolve_connection, resolve_llm
+from .plumbing import (ConfiguredModule, associative_memory, node_summary, resolve_agent_id, resolve_connection,
+                       resolve_llm)
 
 
-class MemoryRetrievalModule(BaseModule):
+class MemoryRetrievalModule(ConfiguredModule):
     def __init__(self, agent_state: Any = None, n: int = 10, weights: Sequence[float] = scoring.DEFAULT_WEIGHTS,
                  recency_decay: float = scoring.RECENCY_DECAY, use_embeddings: bool = False, *,
                  agent_id: str | None = None, memory_name: str = "default", llm: Any = None,
@@ -44,10 +44,6 @@ class MemoryRetrievalModule(BaseModule):
         self.agent_id = resolve_agent_id(agent_state, agent_id)
         self.llm = resolve_llm(llm, self.connection)
         self.memory = associative_memory(self.agent_id, memory_name, self.connection, prefix)
-
-    @property
-    def registration_config(self) -> dict[str, Any]:
-        return {k: v for k, v in self.config.items() if v is not None}
 
     def retrieve(self, query: str, n: int | None = None) -> list[dict[str, Any]]:
         """The ``n`` events and thoughts that best fit ``query``, best first, each with
