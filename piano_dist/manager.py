@@ -37,7 +37,10 @@ log = logging.getLogger("piano_dist.manager")
 
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 TASK_HISTORY_LIMIT = 1000
-_REFRESH_AT = 10_000  # submitted-and-unseen tasks that trigger a refresh on submit
+# Submitted-and-unseen tasks that trigger a refresh on submit. After a refresh the next one
+# waits until the tracked set has doubled, so each submitted task pays O(1) refresh work
+# on average, even while none of them ends (a backlog with no worker running).
+_REFRESH_AT = 10_000
 _MODULE_STATE_OF = {
     "queued": ModuleState.QUEUED, "deferred": ModuleState.QUEUED, "running": ModuleState.RUNNING,
     "completed": ModuleState.COMPLETED, "cancelled": ModuleState.CANCELLED, "failed": ModuleState.ERROR,
@@ -80,6 +83,7 @@ class ConcurrentModuleManager:
         self._submitted: dict[str, ModuleTask] = {}
         self._untracked: list[tuple[list[str], list[TaskSpec], float]] = []
         self._untracked_count = 0
+        self._refresh_due = _REFRESH_AT
         self._submitted_lock = threading.Lock()
         self.task_history: deque[ModuleTask] = deque(maxlen=TASK_HISTORY_LIMIT)
         # A policy given here becomes the cluster's (every worker follows it); None keeps
@@ -253,7 +257,7 @@ class ConcurrentModuleManager:
         with self._submitted_lock:
             self._untracked.append((ids, specs, time.time()))
             self._untracked_count += len(ids)
-            crowded = self._untracked_count + len(self._submitted) >= _REFRESH_AT
+            crowded = self._untracked_count + len(self._submitted) >= self._refresh_due
         if crowded:
             self._refresh_submitted()
 
@@ -293,6 +297,7 @@ class ConcurrentModuleManager:
                     task.result = status.get("result")
                     task.error = status.get("error")
                     self.task_history.append(self._submitted.pop(task_id))
+            self._refresh_due = max(_REFRESH_AT, 2 * len(self._submitted))
             return dict(self._submitted)
 
     @property

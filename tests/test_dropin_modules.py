@@ -250,3 +250,22 @@ def test_execute_task_needs_no_registration_and_returns_a_future(redis_url):
     with pytest.raises(RuntimeError, match="shut down"):
         executor.execute_task(ModuleTask("t6", "anything", "run", args=(1,)), Plain())
 
+
+
+def test_a_backlog_with_no_worker_refreshes_its_bookkeeping_amortised(redis_url, monkeypatch):
+    """active_tasks' bookkeeping is refreshed from Redis on submit once it is crowded; while
+    nothing ends, each refresh must wait for the tracked set to double, or every later
+    submit re-reads every queued task (quadratic: 5,000-task batches fell from ~35k to
+    ~5k tasks/s once 10,000 were queued)."""
+    import piano_dist.manager as manager_module
+
+    monkeypatch.setattr(manager_module, "_REFRESH_AT", 20)
+    with _manager(redis_url, workers=0, max_queue_size=0) as manager:
+        manager.register_module("counter", PlainCounter())
+        refreshes = []
+        real = manager.client.get_statuses
+        monkeypatch.setattr(manager.client, "get_statuses", lambda ids: refreshes.append(len(ids)) or real(ids))
+        for _ in range(30):
+            manager.submit_many([{"module_name": "counter", "method_name": "run"} for _ in range(10)])
+        assert refreshes == [20, 40, 80, 160]  # doubling: 4 refreshes for 300 queued tasks, not 29
+        assert len(manager.active_tasks) == 300
