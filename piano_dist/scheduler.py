@@ -38,6 +38,7 @@ from .core.types import ModuleState, ModuleTask, Priority, TaskStatus
 from .errors import QueueFullError
 from .keys import Keys
 from .replies import as_text
+from .security import SecurityValidator
 from .scheduling_policy import (DEFAULT_AGING_SECONDS, PolicyStore, SchedulingPolicy,  # noqa: F401
                                 check_quota)
 
@@ -176,7 +177,11 @@ class TaskScheduler:
         settles them (``dependency_failed``). A task of a shared scheduler may be
         completed by any process; the cluster's scheduler completes only what it took.
         False when the task is not taken (unknown, already ended, or taken elsewhere
-        from the cluster's queues)."""
+        from the cluster's queues). A result is checked as a worker checks one (JSON
+        values, finite numbers, size): one that would not read back the same raises
+        InvalidArgument and the task stays taken."""
+        payload = (SecurityValidator.encode_result(result) if success
+                   else "failed (reported by TaskScheduler.task_completed)")
         taken = self._taken.pop(task_id, None)
         worker = self.worker_name
         if taken is not None:
@@ -191,10 +196,6 @@ class TaskScheduler:
         else:
             return False
         outcome = "completed" if success else "failed"
-        try:
-            payload = json.dumps(result) if success else "failed (reported by TaskScheduler.task_completed)"
-        except (TypeError, ValueError):
-            payload = json.dumps(repr(result))
         reply = self.client.tasks.finish(RunOutcome(task_id, worker, attempt, outcome, payload, elapsed_ms))
         return not FinishReply.decode(reply).refused
 

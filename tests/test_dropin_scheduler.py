@@ -125,3 +125,25 @@ def test_a_schedulers_tasks_belong_to_its_deployment_only(redis_url):
     assert not Keys("piano.other").owns_origin("piano@sched-x.normal")
     ours.shutdown()
     theirs.shutdown()
+
+
+def test_task_completed_checks_the_result_like_a_worker(redis_url):
+    """A result that would not read back the same (NaN, a non-JSON object, one over the
+    size limit) is refused with an error naming it; the task stays taken and can still be
+    completed with a good one. It used to be stored as its repr, silently changed."""
+    from piano_dist import InvalidArgument
+
+    scheduler = TaskScheduler(None)
+    try:
+        scheduler.schedule_task(ModuleTask("r1", "m"))
+        assert scheduler.get_next_task().task_id == "r1"
+        with pytest.raises(InvalidArgument, match="result"):
+            scheduler.task_completed("r1", result=float("nan"))
+        with pytest.raises(InvalidArgument, match="result"):
+            scheduler.task_completed("r1", result=object())
+        assert scheduler.get_task_status("r1").value == "running"
+        assert scheduler.task_completed("r1", result={"ok": [1, 2]})
+        assert scheduler.get_task_status("r1").value == "completed"
+        assert scheduler.client.get_status("r1")["result"] == {"ok": [1, 2]}
+    finally:
+        scheduler.shutdown()
