@@ -13,9 +13,13 @@ def _gone(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
-    # A killed child may linger as a zombie until its parent reaps it.
-    with open(f"/proc/{pid}/stat") as fh:
-        return fh.read().split()[2] == "Z"
+    # A killed child may linger as a zombie until its parent reaps it; the reaping can
+    # happen between the kill probe and reading its stat (ENOENT on open, ESRCH on read).
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return True
 
 
 def test_process_isolation_kills_the_task_at_its_deadline(redis_url, redis_client):
