@@ -18,9 +18,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where vectors are scored: a worker that never
+    import numpy as np  # touches memories does not carry it (~14 MB)
 
 from ..arguments import is_whole
 from . import scoring
@@ -81,22 +82,25 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-_VECTOR_DTYPE = np.dtype("<f8")
+_VECTOR_DTYPE = "<f8"  # packed little-endian float64
+_VECTOR_ITEMSIZE = 8
 
 
 def pack_vector(vector: Sequence[float]) -> bytes:
     """Embeddings are stored as packed little-endian float64 (8 bytes a number, exact)."""
+    import numpy as np
     return np.asarray(vector, dtype=_VECTOR_DTYPE).tobytes()
 
 
 def unpack_vector(raw: bytes | str | None) -> np.ndarray | None:
+    import numpy as np
     if raw is None or raw is False or raw == b"":
         return None
     if isinstance(raw, str):
         raw = raw.encode()
     if raw[:1] == b"[":  # written as JSON by an earlier version
         return np.asarray(json.loads(raw), dtype=np.float64)
-    if len(raw) % _VECTOR_DTYPE.itemsize:
+    if len(raw) % _VECTOR_ITEMSIZE:
         return None
     return np.frombuffer(raw, dtype=_VECTOR_DTYPE)
 
@@ -375,6 +379,7 @@ class AssociativeMemory(MemoryStore):
                         weights: Sequence[float] = scoring.DEFAULT_WEIGHTS,
                         recency_decay: float = scoring.RECENCY_DECAY) -> list[ScoredNode]:
         """Like ``retrieve`` for one query, with each node's three normalised scores."""
+        import numpy as np
         if n <= 0:
             return []
         words = scoring.tokens(query)

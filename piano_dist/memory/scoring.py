@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported by the functions that use it (see associative.py)
+    import numpy as np
 
 DEFAULT_WEIGHTS = (0.5, 3.0, 2.0)
 RECENCY_DECAY = 0.99
@@ -66,6 +67,7 @@ def combine(rec: dict[str, float], imp: dict[str, float], rel: dict[str, float],
 def cosines(query: Sequence[float], vectors: Sequence[Any]) -> np.ndarray:
     """Cosine of ``query`` with each vector (0 where a vector is missing or of another
     length), computed as one matrix product."""
+    import numpy as np
     q = np.asarray(query, dtype=np.float64)
     out = np.zeros(len(vectors))
     rows = [i for i, v in enumerate(vectors) if v is not None and len(v) == len(q)]
@@ -81,6 +83,7 @@ def cosines(query: Sequence[float], vectors: Sequence[Any]) -> np.ndarray:
 
 def normalise_array(values: np.ndarray) -> np.ndarray:
     """Min-max to 0..1; all equal → 0.5 each (as :func:`normalise`)."""
+    import numpy as np
     if values.size == 0:
         return values
     low, high = values.min(), values.max()
