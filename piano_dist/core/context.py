@@ -6,7 +6,7 @@ import time
 from contextvars import ContextVar
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 T = TypeVar("T")
 
@@ -67,6 +67,9 @@ class TaskContext:
     # None where nothing runs them (a task in a child process): write at once there.
     end_hooks: list | None = None
     end_state: dict = field(default_factory=dict)
+    # The tally (core.tally) the engine sends ahead of this task's outcome: increments
+    # left there by the end hooks need no round trip of their own.
+    outcome_tally: Any = None
 
     @property
     def cancelled(self) -> bool:

@@ -272,7 +272,7 @@ class SlotEngine:
                     self._finish(ctx, "failed", "cancelled while running", time.monotonic() - started)
                 return
         else:
-            ctx.end_hooks = []
+            ctx.end_hooks, ctx.outcome_tally = [], self.finisher.tally
             try:
                 outcome, payload, value = self._call_in_thread(module, task, ctx)
             finally:

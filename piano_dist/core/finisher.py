@@ -2,8 +2,9 @@
 
 A slot hands its task's outcome here and goes on; the finisher thread records every
 outcome that arrived meanwhile in one round trip (task_finish, through the gateway),
-so the slots they free are claimed again together. ``after_record`` is told each
-reply (or the error that stood for it) once it is in.
+so the slots they free are claimed again together, with the tally of counter
+increments the tasks left (model-call accounting) ahead of them. ``after_record`` is
+told each reply (or the error that stood for it) once it is in.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import redis
 from ..replication import pipelined
 from ..retry_policy import is_transient
 from .context import TaskContext
+from .tally import tally_for
 from .task_scripts import RunOutcome, TaskScripts
 
 log = logging.getLogger("piano_dist.engine")
@@ -49,6 +51,7 @@ class Finisher:
         while Redis is away); ``after_record(ctx, reply or error, seconds, payload)``."""
         self.tasks = tasks
         self.connection = connection
+        self.tally = tally_for(connection)
         self._stopped = stopped
         self._after_record = after_record
         self._outbox: list[tuple[TaskContext, RunOutcome, float]] = []
@@ -106,13 +109,19 @@ class Finisher:
                                           and (is_transient(results[i])
                                                or isinstance(results[i], redis.exceptions.NoScriptError)))
 
+        carried = self.tally.carry()
         while True:
             try:
+                ahead = 0
+
                 def fill(pipe) -> None:
+                    nonlocal ahead
+                    ahead = carried.queue(pipe)
                     for i in pending:
                         finish(batch[i][1], client=pipe)
 
-                for i, reply in zip(pending, pipelined(self.connection, fill, f"{len(pending)} outcome(s)")):
+                replies = pipelined(self.connection, fill, f"{len(pending)} outcome(s)")
+                for i, reply in zip(pending, replies[ahead:]):
                     results[i] = reply
                 for i in pending:
                     if unsettled(i):

@@ -1,6 +1,7 @@
 """Model-call accounting in Redis: per module, per agent, per endpoint and in total.
 
-Each call adds to four hashes in one pipelined round trip (HINCRBY is O(1)); latency
+Each call adds to four hashes (HINCRBY is O(1)), through the process's tally of counter
+increments, which sums them and sends them with other bookkeeping; latency
 percentiles come from a log-spaced histogram kept in the same hashes (20 buckets per
 decade, so a percentile is within ±6 %), which adds and subtracts like the counters do:
 a report over one run is the difference of two snapshots.
@@ -51,76 +52,29 @@ class Accounting:
         self.connection = connection
         self.keys = keys
 
-    def record(self, rec: CallRecord, pipe=None) -> None:
-        """Add one call to its module's, agent's and endpoint's counters and the total.
-        With ``pipe`` the commands join that pipeline (the caller executes it)."""
-        own = pipe is None
-        pipe = pipe if pipe is not None else self.connection.pipeline(transaction=False)
-        targets = [self.keys.llm_account(*TOTAL)]
-        for scope, name in (("module", _name(rec.module)), ("agent", _name(rec.agent)),
-                            ("endpoint", rec.endpoint)):
-            targets.append(self.keys.llm_account(scope, name))
-            pipe.sadd(self.keys.llm_account_index(scope), name)
-        increments = {
-            "calls": 1, "cache_hits": int(rec.cache_hit), "requests": rec.requests, "errors": int(rec.error is not None),
-            "rate_limited": rec.rate_limited, "prompt_tokens": rec.prompt_tokens,
-            "completion_tokens": rec.completion_tokens, "limiter_waits": int(rec.limiter_waited),
-        }
-        seconds = {"model_seconds": rec.model_seconds, "limiter_wait_seconds": rec.limiter_wait_seconds,
-                   "retry_wait_seconds": rec.retry_wait_seconds}
-        bucket = None if rec.latency_seconds is None else f"{_LAT}{latency_bucket(rec.latency_seconds)}"
-        for key in targets:
-            for field, amount in increments.items():
-                if amount:
-                    pipe.hincrby(key, field, amount)
-            for field, amount in seconds.items():
-                if amount > 0:
-                    pipe.hincrbyfloat(key, field, round(amount, 6))
-            if rec.cost is not None:
-                pipe.hincrbyfloat(key, "cost", round(rec.cost, 9))
-            if bucket is not None:
-                pipe.hincrby(key, bucket, 1)
-        if own:
-            pipe.execute()
-
-    def record_many(self, records: list[CallRecord], pipe=None) -> None:
-        """:meth:`record` for several calls at once, summed per target first: a task's
-        calls share its module and agent, so they cost one set of increments."""
-        own = pipe is None
-        pipe = pipe if pipe is not None else self.connection.pipeline(transaction=False)
-        sums: dict[str, dict[str, float]] = {}
-        floats: dict[str, dict[str, float]] = {}
-        names: dict[str, set] = {scope: set() for scope in SCOPES}
+    def add(self, records: Iterable[CallRecord], tally) -> None:
+        """Add calls to their module's, agent's and endpoint's counters and the total,
+        through ``tally`` (core.tally): summed per target first, so a task's calls, which
+        share its module and agent, cost one set of increments, and tasks ending together
+        share the total's and the endpoint's."""
         for rec in records:
             targets = [self.keys.llm_account(*TOTAL)]
             for scope, name in (("module", _name(rec.module)), ("agent", _name(rec.agent)),
                                 ("endpoint", rec.endpoint)):
                 targets.append(self.keys.llm_account(scope, name))
-                names[scope].add(name)
+                tally.sadd(self.keys.llm_account_index(scope), name)
             counts = _increments(rec)
             seconds = {"model_seconds": rec.model_seconds, "limiter_wait_seconds": rec.limiter_wait_seconds,
                        "retry_wait_seconds": rec.retry_wait_seconds}
             if rec.cost is not None:
                 seconds["cost"] = rec.cost
             for key in targets:
-                into = sums.setdefault(key, {})
                 for field, amount in counts.items():
-                    into[field] = into.get(field, 0) + amount
-                into_f = floats.setdefault(key, {})
+                    if amount:
+                        tally.incr(key, int(amount), field)
                 for field, amount in seconds.items():
-                    into_f[field] = into_f.get(field, 0.0) + amount
-        for scope, members in names.items():
-            if members:
-                pipe.sadd(self.keys.llm_account_index(scope), *sorted(members))
-        for key, counts in sums.items():
-            for field, amount in counts.items():
-                if amount:
-                    pipe.hincrby(key, field, int(amount))
-            for field, amount in floats[key].items():
-                if amount > 0:
-                    pipe.hincrbyfloat(key, field, round(amount, 9 if field == "cost" else 6))
-        if own:
-            pipe.execute()
+                    if amount > 0:
+                        tally.incr(key, float(amount), field)
 
     # --- reading --------------------------------------------------------------------
     def raw(self, scope: str, names: Iterable[str]) -> dict[str, dict[str, float]]:

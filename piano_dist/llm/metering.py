@@ -19,6 +19,7 @@ from redis.backoff import AbstractBackoff, EqualJitterBackoff
 from redis.retry import Retry
 
 from ..core.context import current_task, note_model_call, waiting
+from ..core.tally import tally_for
 from .accounting import Accounting
 from .cache import ResponseCache, cacheable, cached_value, request_digest
 from .endpoint import Endpoint
@@ -197,15 +198,24 @@ class Meter:
 
     def _defer_to_task(self, rec: CallRecord) -> bool:
         """Leave the call's accounting to the end of the running task, summed with its
-        other calls (planning makes two, reflection several); False outside a task."""
+        other calls (planning makes two, reflection several); False outside a task.
+        At the end the sums join the tally, which the worker's finisher sends ahead of
+        the task's outcome (or, on another connection, which is sent there and then)."""
         ctx = current_task()
         if ctx is None or ctx.end_hooks is None:
             return False
         pending = ctx.end_state.get(self)
         if pending is None:
             pending = ctx.end_state[self] = []
-            accounting = self.accounting
-            ctx.end_hooks.append(lambda: accounting.record_many(pending))
+            accounting, connection = self.accounting, self.client.connection
+
+            def settle() -> None:
+                tally = tally_for(connection)
+                accounting.add(pending, tally)
+                if ctx.outcome_tally is not tally:
+                    tally.flush()
+
+            ctx.end_hooks.append(settle)
         pending.append(rec)
         return True
 
@@ -220,15 +230,12 @@ class Meter:
         with client._guard:
             client.calls += 1
         if client.connection is not None:
-            try:
-                pipe = client.connection.pipeline(transaction=False)
-                pipe.incr(client.keys.llm_key("calls"))
-                gauge.settle(pipe)
-                if self.accounting is not None and not self._defer_to_task(rec):
-                    self.accounting.record(rec, pipe)
-                pipe.execute()
-            except redis.RedisError as exc:  # accounting must never fail a model call
-                log.warning("LLM accounting not recorded (%s)", exc)
+            tally = tally_for(client.connection)
+            tally.incr(client.keys.llm_key("calls"), 1)
+            gauge.settle(tally)
+            if self.accounting is not None and not self._defer_to_task(rec):
+                self.accounting.add([rec], tally)
+                tally.flush()  # outside a task: in Redis by the time the call returns
         else:
             gauge.settle(None)
         if rec.model_seconds:
@@ -240,8 +247,9 @@ class Meter:
 
 
 class _Gauge:
-    """A call's share of the in-flight gauge (local and in Redis). The last attempt's
-    decrement rides along with the accounting's round trip."""
+    """A call's share of the in-flight gauge (local, and in Redis through the tally).
+    The last attempt's decrement is counted locally at once and in Redis with the
+    call's other counters."""
 
     def __init__(self, client: "LLMClient"):
         self.client = client
@@ -258,7 +266,7 @@ class _Gauge:
             self.client._in_flight -= 1
         self.pending = True
 
-    def settle(self, pipe) -> None:
-        if self.pending and pipe is not None:
-            pipe.decr(self.client.keys.llm_key("in_flight"))
+    def settle(self, tally) -> None:
+        if self.pending and tally is not None:
+            tally.incr(self.client.keys.llm_key("in_flight"), -1)
         self.pending = False
