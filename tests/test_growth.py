@@ -107,3 +107,21 @@ def test_the_sweep_recounts_the_backlog(redis_url, redis_client):
         if worker:
             worker.stop()
         manager.shutdown()
+
+
+def test_modules_with_nothing_running_leave_no_running_count(redis_url, redis_client):
+    """The cluster-wide running count per module is dropped at zero: a simulation with a
+    module per agent would otherwise keep a field for every module it ever ran."""
+    manager = ConcurrentModuleManager(max_workers=0, redis_url=redis_url)
+    worker = WorkerProcess(redis_url, concurrency=4, name="running-count-worker")
+    try:
+        names = [f"echo{i}" for i in range(12)]
+        for name in names:
+            manager.register_module(name, Echo())
+        ids = [manager.submit_task(name, "add", args=(1, 2)) for name in names]
+        final = manager.wait(ids, timeout=30)
+        assert {final[t]["status"] for t in ids} == {"completed"}
+        assert redis_client.hlen(manager.keys.sched_part("running")) == 0
+    finally:
+        worker.stop()
+        manager.shutdown()

@@ -117,11 +117,16 @@ local function sched_index(id, origin, module, at_front)
 end
 
 -- A run ended (finish, timeout, release, sweep): free its module's cluster-wide running
--- slot. Idempotent: only a run the claim counted holds the piano_sched_slot field.
+-- slot. Idempotent: only a run the claim counted holds the piano_sched_slot field. A
+-- module with nothing running leaves no field behind (readers take a missing one as 0):
+-- a run over many agents' modules would otherwise keep a zero for each.
 local function sched_unclaim(id)
   local jk = job_key(id)
   if redis.call('HDEL', jk, 'piano_sched_slot') == 1 then
-    redis.call('HINCRBY', SCHED .. ':running', redis.call('HGET', jk, 'piano_module') or '?', -1)
+    local module = redis.call('HGET', jk, 'piano_module') or '?'
+    if redis.call('HINCRBY', SCHED .. ':running', module, -1) <= 0 then
+      redis.call('HDEL', SCHED .. ':running', module)
+    end
   end
 end
 
