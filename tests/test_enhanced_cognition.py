@@ -181,3 +181,36 @@ def test_planning_writes_the_goals_only_when_they_change(redis_client):
     assert coordinator.get_version("goals") == before
     assert coordinator.get_version("current_plan") > before
     planner.shutdown()
+
+
+def test_a_decision_is_written_in_one_round_trip_and_returns_the_version_after_it(redis_client, monkeypatch):
+    """Planning's writes (several paths, one transaction) cost one round trip: the
+    version comes back with the commit, not from another read."""
+    import threading
+
+    import redis as redis_lib
+
+    from piano_dist.enhanced_modules.state_access import AgentStateAccess
+    from piano_dist.state import StateCoordinator
+
+    coordinator = StateCoordinator(None, connection=redis_client, agent_id="carol")
+    access = AgentStateAccess(None, "carol", "planner", redis_client, None, coordinator=coordinator)
+    access.write({"goal": "bake bread"})
+    sends = []
+    original = redis_lib.connection.AbstractConnection.send_packed_command
+
+    def counting(self, command, check_health=True):
+        if threading.get_ident() == caller:  # the coordinator's own threads are not the write
+            sends.append(command)
+        return original(self, command, check_health)
+
+    caller = threading.get_ident()
+
+    monkeypatch.setattr(redis_lib.connection.AbstractConnection, "send_packed_command", counting)
+    version = access.write({"goal": "sell bread", "plan": ["bake", "sell"]})
+    monkeypatch.undo()
+    assert len(sends) == 1
+    assert version == coordinator.state_version == 3
+    assert coordinator.get_value("plan") == ["bake", "sell"]
+    assert access.write({}) == 3
+    coordinator.shutdown()

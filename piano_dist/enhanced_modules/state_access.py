@@ -44,12 +44,9 @@ class AgentStateAccess:
         return self.coordinator.get_value(path, default)
 
     def write(self, values: dict[str, Any]) -> int:
-        """Write every path -> value in one transaction; returns the new state version."""
-        coordinator = self.coordinator
-        with coordinator.transaction():
-            for path, value in values.items():
-                coordinator.propose_change(self.module_id, path, value)
-        return coordinator.state_version
+        """Write every path -> value in one transaction; returns the state version
+        right after it."""
+        return self.coordinator.write_values(self.module_id, values)
 
     def close(self) -> None:
         """Shut down a coordinator built here; the next use builds a fresh one."""

@@ -243,6 +243,19 @@ class StateCoordinator:
     def rollback_transaction(self, transaction_id: str) -> bool:
         return self._transactions.rollback(transaction_id)
 
+    def write_values(self, module_id: str, values: dict[str, Any]) -> int:
+        """Update every path of ``values`` in one transaction, all or none (raising as
+        ``commit_transaction`` does); the state version once they are in (the current
+        one when ``values`` is empty). One round trip."""
+        self._require_module(module_id)
+        self._check_open()
+        fence = current_fence()
+        proposals = [make_proposal(module_id, path, value, StateChangeType.UPDATE, 0, None, None, fence)
+                     for path, value in values.items()]
+        if not proposals:
+            return self.state_version
+        return self._transactions.apply(proposals, fence)
+
     def transaction(self, transaction_id: Optional[str] = None):
         """``with coordinator.transaction(): ...`` commits on success, rolls back on error."""
         return self._transactions.scope(self.commit_transaction, transaction_id)

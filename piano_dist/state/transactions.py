@@ -68,13 +68,21 @@ class Transactions:
         if not proposals:
             return True
         try:
-            self.store.apply_atomic([p.atomic(transaction_id) for p in proposals], fence, transaction_id)
+            self.apply(proposals, fence, transaction_id)
         except Exception:
             with self._lock:
                 self._aborted.add(transaction_id)
             raise
-        self._after_apply()
         return True
+
+    def apply(self, proposals: list[Proposal], fence: Optional[tuple[str, int]],
+              transaction_id: Optional[str] = None) -> int:
+        """Apply ``proposals`` as one transaction, all or none (raising as ``commit``
+        does); the state version once they are in."""
+        transaction_id = transaction_id or f"tx_{unique_hex()}"
+        applied = self.store.apply_atomic([p.atomic(transaction_id) for p in proposals], fence, transaction_id)
+        self._after_apply()
+        return applied[-1][1]
 
     def rollback(self, transaction_id: str) -> bool:
         with self._lock:
