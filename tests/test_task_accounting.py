@@ -30,6 +30,26 @@ def test_a_group_counts_its_ended_tasks_and_results_can_be_left_unkept(redis_url
     assert "TypeError" in statuses[ids[3]]["error"]
 
 
+def test_a_value_nobody_keeps_is_not_sent_to_redis(redis_url, redis_client):
+    """A task submitted with keep_result=False completes without its value crossing the
+    wire: a module's large return value costs the worker and Redis nothing to drop."""
+    value_size = 200_000
+
+    def bytes_in_for(keep: bool) -> int:
+        before = redis_client.info("stats")["total_net_input_bytes"]
+        task = manager.submit_many([TaskSpec("echo", "repeat", args=("x", value_size), keep_result=keep)])[0]
+        status = manager.wait(task, timeout=30)[task]
+        assert status["status"] == "completed"
+        assert (status["result"] is not None) == keep
+        return redis_client.info("stats")["total_net_input_bytes"] - before
+
+    with ConcurrentModuleManager(None, max_workers=2) as manager:
+        manager.register_module("echo", Echo(None))
+        kept, unkept = bytes_in_for(True), bytes_in_for(False)
+    # Kept: the value and RQ's base64 copy of it; not kept: neither.
+    assert kept > 2 * value_size and unkept < value_size // 4, (kept, unkept)
+
+
 def test_a_group_name_is_checked_before_anything_is_stored(redis_url, redis_client):
     with ConcurrentModuleManager(None, max_workers=0) as manager:
         manager.register_module("echo", Echo(None))

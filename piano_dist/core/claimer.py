@@ -39,6 +39,7 @@ class ClaimedTask:
     agent_id: str | None
     registration: bytes | None = None  # the module's registration as the claim read it
     problem: str | None = None  # why the task record cannot run (it ends failed)
+    keep_result: bool = True  # False: its value is not kept, so the worker does not send it
 
     @classmethod
     def from_row(cls, row: ClaimRow) -> "ClaimedTask":
@@ -46,7 +47,7 @@ class ClaimedTask:
         the script; everything else was read from the task's hash, so a malformed value
         makes the task fail (``problem``) rather than the worker."""
         task = cls(row.task_id, row.module, row.method, [], {}, None, row.attempt, row.origin, row.agent or None,
-                   row.registration)
+                   row.registration, keep_result=row.keep_result)
         try:
             task.args, task.kwargs = _decode_payload(row.payload)
             task.timeout = _decode_timeout(row.timeout)

@@ -70,6 +70,7 @@ class TaskContext:
     # The tally (core.tally) the engine sends ahead of this task's outcome: increments
     # left there by the end hooks need no round trip of their own.
     outcome_tally: Any = None
+    keep_result: bool = True  # False: the task was submitted with keep_result=False
 
     @property
     def cancelled(self) -> bool:

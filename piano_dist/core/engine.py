@@ -205,7 +205,7 @@ class SlotEngine:
     def _launch(self, task: ClaimedTask) -> None:
         deadline = time.monotonic() + task.timeout if task.timeout else None
         ctx = TaskContext(task.task_id, task.module, task.method, task.attempt, self.worker_name,
-                          deadline, task.agent_id)
+                          deadline, task.agent_id, keep_result=task.keep_result)
         ctx.wait_listener = self._wait_changed
         with self._lock:
             self.active[task.task_id] = ctx
@@ -326,10 +326,11 @@ class SlotEngine:
     def _finish(self, ctx: TaskContext, outcome: str, payload: str, elapsed: float, value: Any = None) -> None:
         """Hand the outcome to the finisher thread; the slot frees once it is recorded."""
         model = ctx.model_time()
+        kept = ctx.keep_result or outcome != "completed"
         record = RunOutcome(ctx.task_id, self.worker_name, ctx.attempt, outcome, payload, int(elapsed * 1000),
-                            rq_result_entry(self.worker_name, ctx.attempt, outcome, payload, value),
+                            rq_result_entry(self.worker_name, ctx.attempt, outcome, payload, value) if kept else "",
                             self.rq_worker_key, round(model * 1000, 3) if ctx.model_spans else "",
-                            len(ctx.model_spans))
+                            len(ctx.model_spans), keep_result=ctx.keep_result)
         self.finisher.put(ctx, record, elapsed)
 
     def _after_record(self, ctx: TaskContext, result: Any, elapsed: float, payload: str = "") -> None:

@@ -40,13 +40,15 @@ class ClaimRow(NamedTuple):
     origin: str
     agent: str
     registration: bytes  # the module's registration as the claim read it
+    keep_result: bool = True  # False: submitted with keep_result=False
 
     @classmethod
     def decode(cls, row: list) -> "ClaimRow":
         text = [as_text(v, "replace") for v in row[:8]]
         registration = row[8] if len(row) > 8 else None
+        keep = as_text(row[9], "replace") != "0" if len(row) > 9 else True
         return cls(text[0], text[1], text[2], text[3], text[4], int(text[5]), text[6], text[7],
-                   registration if isinstance(registration, bytes) else (registration or "").encode())
+                   registration if isinstance(registration, bytes) else (registration or "").encode(), keep)
 
 
 @dataclass(slots=True)
@@ -63,6 +65,7 @@ class RunOutcome:
     rq_worker_key: str = ""  # rq:worker:<name> whose counts RQ's tools show, or ""
     model_ms: float | str = ""  # time waiting on the model, "" when the run made no model call
     model_calls: int = 0
+    keep_result: bool = True  # False: a completed run's value is not sent (nothing keeps it)
 
 
 class FinishReply(NamedTuple):
@@ -184,8 +187,12 @@ class TaskScripts:
         return self.scripts.task_finish(keys=keys, args=args)
 
     def _finish_args(self, o: RunOutcome) -> list:
-        return [self.keys.prefix, o.task_id, o.worker, o.attempt, o.status, o.payload, self.timing.result_ttl,
-                o.elapsed_ms, o.rq_result, o.rq_worker_key, o.model_ms, o.model_calls]
+        payload, rq_result = o.payload, o.rq_result
+        if o.status == "completed" and not o.keep_result:
+            # task_finish would drop both: a value of kilobytes need not cross the wire.
+            payload, rq_result = "null", ""
+        return [self.keys.prefix, o.task_id, o.worker, o.attempt, o.status, payload, self.timing.result_ttl,
+                o.elapsed_ms, rq_result, o.rq_worker_key, o.model_ms, o.model_calls]
 
     # --- task_release ---------------------------------------------------------------
     def release(self, task_id: str, worker: str, attempt: int, why: str, park: bool = False) -> str:

@@ -28,7 +28,8 @@
              standalone TaskScheduler's own queue group, whose tasks no worker runs)
 
   Returns a list of {id, module, method, payload, timeout, attempts, origin, agent,
-  registration} (registration: the module's JSON in <prefix>:modules).
+  registration, keep} (registration: the module's JSON in <prefix>:modules; keep: "1",
+  or "0" for a task whose value is not kept).
 ]]
 --!include task_common
 
@@ -51,7 +52,7 @@ local policy_cfg = redis.call('HMGET', SCHED, 'policy', 'aging_ms', 'fairness', 
 local SCHED_STATS = SCHED .. ':stats'
 local MODULES = P .. ':modules'
 local FIELDS = {'piano_status', 'piano_module', 'piano_method', 'piano_payload', 'piano_timeout', 'origin',
-  'piano_agent', 'piano_priority', 'piano_enq_ms'}
+  'piano_agent', 'piano_priority', 'piano_enq_ms', 'piano_keep_result'}
 
 local ts = now_ms()
 local claimed = {}
@@ -117,8 +118,10 @@ local function start_run(id, f)
   end
   publish('started', id, {module = module, worker = worker})
   -- The module's registration rides along, so the worker need not read it per task.
+  -- keep: "0" when the task was submitted with keep_result=False (the worker then sends
+  -- no value with its completion: nothing would keep it).
   claimed[#claimed + 1] = {id, module, f[3], f[4], f[5] or '', tostring(attempts), f[6], f[7] or '',
-    registration(module) or ''}
+    registration(module) or '', f[10] == '0' and '0' or '1'}
 end
 
 -- Parked tasks, by queue: origin -> {module, ...} (the index is small: one entry per

@@ -23,6 +23,9 @@ class Echo(BaseModule):
     def nothing(self):
         return None
 
+    def repeat(self, text, times):
+        return text * times
+
     def _private(self):
         return "never"
 
