@@ -36,7 +36,16 @@ class ScriptSet:
 
     def __init__(self, connection: redis.Redis):
         self._connection = connection
-        self._scripts: dict[str, redis.commands.core.Script] = {}
+        # Registered once per client, not per ScriptSet: memories, stores and worlds are
+        # built per call, and each registration hashes the script's text again.
+        scripts = getattr(connection, "_piano_scripts", None)
+        if scripts is None:
+            scripts = {}
+            try:
+                connection._piano_scripts = scripts
+            except AttributeError:  # a client that takes no attributes: scripts per set
+                pass
+        self._scripts: dict[str, redis.commands.core.Script] = scripts
 
     def queue(self, pipe, name: str, keys: list, args: list) -> None:
         """Add a call of script ``name`` to ``pipe`` as a plain EVALSHA. (A pipeline given

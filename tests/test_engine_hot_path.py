@@ -100,3 +100,24 @@ def test_unique_ids_differ_across_threads_and_a_forked_child():
     os.waitpid(pid, 0)
     child = os.read(read, 64).decode()
     assert child != unique_hex() and len(child) == 32
+
+
+def test_scripts_are_registered_once_per_client_not_per_script_set(redis_client, monkeypatch):
+    """Memories, state stores and worlds are built per call, each with a ScriptSet: the
+    script's text is hashed once per client, not once per call."""
+    from piano_dist.scripts import ScriptSet
+
+    registered = []
+    original = type(redis_client).register_script
+
+    def counting(self, script):
+        registered.append(script)
+        return original(self, script)
+
+    monkeypatch.setattr(type(redis_client), "register_script", counting)
+    for _ in range(5):
+        ScriptSet(redis_client).memory_touch
+    assert len(registered) == 1
+    other = type(redis_client)(connection_pool=redis_client.connection_pool)
+    assert ScriptSet(other).memory_touch.sha == ScriptSet(redis_client).memory_touch.sha
+    assert len(registered) == 2
