@@ -13,7 +13,7 @@ def redis_server():
     """One private redis-server for the session; tests get it flushed (it is ours alone)."""
     server = RedisServer().start()
     yield server
-    server.stop()
+    server.close()
 
 
 @pytest.fixture

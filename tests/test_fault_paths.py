@@ -316,7 +316,7 @@ def test_a_worker_started_while_redis_is_busy_waits_instead_of_exiting():
         _killed(admin)
         worker.stop()
         thread.join(timeout=10)
-        server.stop()
+        server.close()
 
 
 def _ignore(fn, *args):

@@ -25,7 +25,7 @@ def protected():
     server = RedisServer(password=PASSWORD,
                          args=["--user", ACL_USER, "on", f">{ACL_PASSWORD}", "~*", "&*", "+@all"]).start()
     yield server
-    server.stop()
+    server.close()
 
 
 def _acl_url(server) -> str:
@@ -114,7 +114,7 @@ def tls():
         ("ssl_ca_certs", certs.ca), ("ssl_certfile", certs.client_cert), ("ssl_keyfile", certs.client_key)))
     url = f"rediss://:{quote(PASSWORD, safe='')}@127.0.0.1:{tls_port}/0?{options}"
     yield server, url, certs
-    server.stop()
+    server.close()
     shutil.rmtree(certs.directory, ignore_errors=True)
 
 

@@ -67,7 +67,7 @@ def test_a_reply_inside_a_pipeline_is_not_retried_by_the_client():
 def server():
     s = RedisServer().start()
     yield s
-    s.stop()
+    s.close()
 
 
 def _errors(admin: redis.Redis, code: str) -> int:
@@ -185,7 +185,7 @@ def test_a_wrong_password_is_not_retried(server):
             client_for_url(protected.url.replace(":right@", ":wrong@")).ping()
         assert int(admin.info("stats")["total_connections_received"]) - before == 1
     finally:
-        protected.stop()
+        protected.close()
 
 
 def test_an_ordinary_error_reply_keeps_the_connection_and_is_not_repeated(server):
@@ -225,7 +225,7 @@ def faulty(monkeypatch):
     manager = ConcurrentModuleManager(max_workers=0, redis_url=s.url, max_queue_size=0)
     yield s, manager
     manager.shutdown()
-    s.stop()
+    s.close()
 
 
 def test_a_worker_does_not_exit_on_busy_even_past_the_retry_deadline(faulty):
@@ -305,7 +305,7 @@ def test_module_code_and_the_client_ride_out_a_redis_restart(monkeypatch):
             assert all(w.alive() for w in workers.started)
     finally:
         manager.shutdown()
-        server.stop()
+        server.close()
     assert {st["status"] for st in statuses.values()} == {"completed"}, {
         t: (st["status"], st.get("error")) for t, st in statuses.items() if st["status"] != "completed"}
 

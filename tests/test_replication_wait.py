@@ -22,8 +22,8 @@ def replicated(monkeypatch):
     monkeypatch.setenv("PIANO_REDIS_WAIT_TIMEOUT_MS", "300")
     yield master, replica
     replica.proc.send_signal(signal.SIGCONT)
-    replica.stop()
-    master.stop()
+    replica.close()
+    master.close()
 
 
 def test_a_submit_and_a_finish_wait_for_the_replica(replicated, caplog):

@@ -28,7 +28,7 @@ NOT_IN_SCRIPTS = {"info", "evalsha", "eval", "script", "script|load", "flushall"
 def server():
     srv = RedisServer().start()
     yield srv
-    srv.stop()
+    srv.close()
 
 
 @pytest.fixture

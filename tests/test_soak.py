@@ -70,4 +70,4 @@ def test_memory_returns_to_its_baseline_after_20000_tasks_and_the_result_ttl():
             w.stop()
         manager.shutdown()
         client.close()
-        server.stop()
+        server.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import shutil
 import subprocess
 import tempfile
 import time
@@ -28,6 +29,7 @@ class RedisServer:
         self.password = password
         self.extra_args = list(args or [])
         self.bind = bind
+        self._own_dir = data_dir is None  # made here: removed by close()
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="piano-test-redis-")
         self.proc: subprocess.Popen | None = None
 
@@ -88,6 +90,12 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.kill()
 
+    def close(self) -> None:
+        """Stop for good: the server, then the data directory this object made."""
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
     def restart(self) -> "RedisServer":
         self.kill()
         return self.start()
@@ -96,4 +104,4 @@ class RedisServer:
         return self.start()
 
     def __exit__(self, *exc):
-        self.stop()
+        self.close()

@@ -72,8 +72,8 @@ class SentinelCluster:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        self.replica.stop()
-        self.master.stop()
+        self.replica.close()
+        self.master.close()
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def __enter__(self):
