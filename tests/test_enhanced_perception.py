@@ -118,3 +118,22 @@ def test_cache_can_be_disabled_and_percepts_stored(redis_client, town):
     chat = next(n for n in memory.seq_event if n.predicate == "chat with")
     assert chat.poignancy > max(n.poignancy for n in memory.seq_event if n.predicate == "is")
     module.shutdown()
+
+
+def test_sensors_tell_interactions_and_sounds_and_take_missing_fields():
+    """Events come from Redis (untrusted): one without a predicate or object is sensed
+    as neither an interaction nor a sound, instead of failing the perception."""
+    from piano_dist.enhanced_modules.sensors import SensorType, extract_inputs
+
+    def event(predicate, obj):
+        return {"id": f"e-{predicate}-{obj}", "subject": "bob", "predicate": predicate, "object": obj,
+                "description": "d"}
+
+    tiles = [{"x": 1, "y": 1, "distance": 0, "objects": [], "agents": [],
+              "events": [event("chat with", "alice"), event("is", "being played"), event("sings", ""),
+                         event("is", "idle"), event(None, None), {"id": "bare"}]}]
+    inputs = extract_inputs({"tiles": tiles, "agents": []}, attention_bandwidth=10)
+    assert [e["id"] for e in inputs[SensorType.SOCIAL]["interactions"]] == ["e-chat with-alice"]
+    assert [e["id"] for e in inputs[SensorType.AUDITORY]["sounds"]] == [
+        "e-chat with-alice", "e-is-being played", "e-sings-"]
+    assert inputs[SensorType.ENVIRONMENTAL]["events_total"] == 6
