@@ -139,3 +139,23 @@ def test_a_task_on_another_connection_sends_its_bookkeeping_at_its_end(redis_cli
     assert int(redis_client.get("piano:llm:calls")) == 2
     assert Accounting(redis_client, llm.keys).raw("agent", ["bob"])["bob"]["calls"] == 2
     other.close()
+
+
+def test_increments_that_cannot_be_sent_are_dropped_with_one_warning(caplog):
+    """Bookkeeping never fails the work it counts: a Redis that is away costs a warning
+    (one per ten seconds, however many flushes fail), and the tally stays usable."""
+    import socket
+
+    from piano_dist.connection import client_for_url
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once the socket is closed
+    away = client_for_url(f"redis://127.0.0.1:{port}/0", retry_deadline=0)
+    tally = Tally(away, delay=60)
+    with caplog.at_level("WARNING", logger="piano_dist.tally"):
+        for _ in range(3):
+            tally.incr("c", 1)
+            tally.flush()
+    assert not tally.pending
+    assert len([r for r in caplog.records if "not recorded" in r.getMessage()]) == 1

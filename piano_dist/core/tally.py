@@ -23,6 +23,8 @@ from typing import Any
 
 import redis
 
+from .log_limit import LogLimiter
+
 log = logging.getLogger("piano_dist.tally")
 
 DEFAULT_DELAY = 0.02  # seconds an increment may wait for others to share its round trip
@@ -39,7 +41,7 @@ class Tally:
         # (the finisher) then sends after them, never before.
         self._sending = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._warned = 0.0
+        self._log_limit = LogLimiter(per_key=10.0)
 
     # --- gathering ------------------------------------------------------------------
     def incr(self, key: str, amount: int | float, field: str | None = None) -> None:
@@ -122,10 +124,9 @@ class Tally:
             self.flush()
 
     def _warn(self, message: str) -> None:
-        now = time.monotonic()
-        if now - self._warned >= 10:
-            self._warned = now
-            log.warning(message)
+        allowed, held_back = self._log_limit.allow("unsent")
+        if allowed:
+            log.warning("%s%s", message, f"; {held_back} similar line(s) held back" if held_back else "")
 
 
 class Carried:

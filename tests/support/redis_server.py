@@ -4,7 +4,6 @@ Never touches the machine's Redis on 6379.
 """
 from __future__ import annotations
 
-import os
 import signal
 import shutil
 import subprocess
