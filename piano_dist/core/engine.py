@@ -326,11 +326,11 @@ class SlotEngine:
     def _finish(self, ctx: TaskContext, outcome: str, payload: str, elapsed: float, value: Any = None) -> None:
         """Hand the outcome to the finisher thread; the slot frees once it is recorded."""
         model = ctx.model_time()
-        kept = ctx.keep_result or outcome != "completed"
-        record = RunOutcome(ctx.task_id, self.worker_name, ctx.attempt, outcome, payload, int(elapsed * 1000),
-                            rq_result_entry(self.worker_name, ctx.attempt, outcome, payload, value) if kept else "",
+        record = RunOutcome(ctx.task_id, self.worker_name, ctx.attempt, outcome, payload, int(elapsed * 1000), "",
                             self.rq_worker_key, round(model * 1000, 3) if ctx.model_spans else "",
                             len(ctx.model_spans), keep_result=ctx.keep_result)
+        if record.sends_value:
+            record.rq_result = rq_result_entry(self.worker_name, ctx.attempt, outcome, payload, value)
         self.finisher.put(ctx, record, elapsed)
 
     def _after_record(self, ctx: TaskContext, result: Any, elapsed: float, payload: str = "") -> None:

@@ -67,6 +67,12 @@ class RunOutcome:
     model_calls: int = 0
     keep_result: bool = True  # False: a completed run's value is not sent (nothing keeps it)
 
+    @property
+    def sends_value(self) -> bool:
+        """Whether task_finish gets the payload and RQ's result entry: a completed run of a
+        task submitted with keep_result=False sends neither (task_finish would drop them)."""
+        return self.keep_result or self.status != "completed"
+
 
 class FinishReply(NamedTuple):
     """task_finish's reply: the task's final status ("retrying" when it went back to
@@ -187,10 +193,7 @@ class TaskScripts:
         return self.scripts.task_finish(keys=keys, args=args)
 
     def _finish_args(self, o: RunOutcome) -> list:
-        payload, rq_result = o.payload, o.rq_result
-        if o.status == "completed" and not o.keep_result:
-            # task_finish would drop both: a value of kilobytes need not cross the wire.
-            payload, rq_result = "null", ""
+        payload, rq_result = (o.payload, o.rq_result) if o.sends_value else ("null", "")
         return [self.keys.prefix, o.task_id, o.worker, o.attempt, o.status, payload, self.timing.result_ttl,
                 o.elapsed_ms, rq_result, o.rq_worker_key, o.model_ms, o.model_calls]
 
