@@ -51,10 +51,17 @@ class ScriptSet:
         """Add a call of script ``name`` to ``pipe`` as a plain EVALSHA. (A pipeline given
         a Script object asks Redis ``SCRIPT EXISTS`` before every execute: one more
         round trip per batch.) A reply that is :class:`redis.exceptions.NoScriptError`
-        (Redis restarted and forgot it) means the script did not run: call it again
-        directly, which loads it."""
+        (Redis restarted and forgot it) means the script did not run: :meth:`load` it,
+        then call it again directly."""
         script = getattr(self, name)
         pipe.evalsha(script.sha, len(keys), *keys, *args)
+
+    def load(self, name: str) -> None:
+        """Give Redis script ``name`` (SCRIPT LOAD). Calling a forgotten script directly
+        would load it too, but only after an EVALSHA that Redis refuses: its arguments,
+        a task's result among them, would cross the wire once more."""
+        script = getattr(self, name)
+        self._connection.script_load(script.script)
 
     def __getattr__(self, name: str):
         if name.startswith("_"):

@@ -30,24 +30,42 @@ def test_a_group_counts_its_ended_tasks_and_results_can_be_left_unkept(redis_url
     assert "TypeError" in statuses[ids[3]]["error"]
 
 
+VALUE_SIZE = 200_000
+
+
+def bytes_in_for_one_task(manager, redis_client, keep: bool) -> int:
+    """What Redis received while one task returning a VALUE_SIZE-character string was
+    submitted, run and recorded."""
+    before = redis_client.info("stats")["total_net_input_bytes"]
+    task = manager.submit_many([TaskSpec("echo", "repeat", args=("x", VALUE_SIZE), keep_result=keep)])[0]
+    status = manager.wait(task, timeout=30)[task]
+    assert status["status"] == "completed"
+    assert (status["result"] is not None) == keep
+    return redis_client.info("stats")["total_net_input_bytes"] - before
+
+
 def test_a_value_nobody_keeps_is_not_sent_to_redis(redis_url, redis_client):
     """A task submitted with keep_result=False completes without its value crossing the
     wire: a module's large return value costs the worker and Redis nothing to drop."""
-    value_size = 200_000
-
-    def bytes_in_for(keep: bool) -> int:
-        before = redis_client.info("stats")["total_net_input_bytes"]
-        task = manager.submit_many([TaskSpec("echo", "repeat", args=("x", value_size), keep_result=keep)])[0]
-        status = manager.wait(task, timeout=30)[task]
-        assert status["status"] == "completed"
-        assert (status["result"] is not None) == keep
-        return redis_client.info("stats")["total_net_input_bytes"] - before
-
     with ConcurrentModuleManager(None, max_workers=2) as manager:
         manager.register_module("echo", Echo(None))
-        kept, unkept = bytes_in_for(True), bytes_in_for(False)
+        bytes_in_for_one_task(manager, redis_client, True)  # the scripts are loaded now
+        kept = bytes_in_for_one_task(manager, redis_client, True)
+        unkept = bytes_in_for_one_task(manager, redis_client, False)
     # Kept: the value and RQ's base64 copy of it; not kept: neither.
-    assert kept > 2 * value_size and unkept < value_size // 4, (kept, unkept)
+    assert kept > 2 * VALUE_SIZE and unkept < VALUE_SIZE // 4, (kept, unkept)
+
+
+def test_a_finish_that_redis_refused_for_a_forgotten_script_is_sent_once_more(redis_url, redis_client):
+    """After Redis forgets its scripts (a restart), the batch's EVALSHA is refused; the
+    finisher loads the script and sends the outcome once more, not twice more."""
+    with ConcurrentModuleManager(None, max_workers=2) as manager:
+        manager.register_module("echo", Echo(None))
+        bytes_in_for_one_task(manager, redis_client, True)
+        steady = bytes_in_for_one_task(manager, redis_client, True)
+        redis_client.script_flush()
+        after_flush = bytes_in_for_one_task(manager, redis_client, True)
+    assert after_flush < 2.5 * steady, (after_flush, steady)
 
 
 def test_a_group_name_is_checked_before_anything_is_stored(redis_url, redis_client):

@@ -123,6 +123,8 @@ class Finisher:
                 replies = pipelined(self.connection, fill, f"{len(pending)} outcome(s)")
                 for i, reply in zip(pending, replies[ahead:]):
                     results[i] = reply
+                if any(isinstance(results[i], redis.exceptions.NoScriptError) for i in pending):
+                    self.tasks.scripts.load("task_finish")  # Redis restarted: load once, then each again
                 for i in pending:
                     if unsettled(i):
                         results[i] = finish(batch[i][1])
