@@ -53,6 +53,17 @@ class Tally:
             self._counters[slot] = self._counters.get(slot, 0) + amount
             self._wake()
 
+    def incr_fields(self, key: str, amounts: dict[str, int | float]) -> None:
+        """Add each amount to its field of hash ``key``, under one lock (the accounting
+        adds a dozen fields to each of four hashes per call)."""
+        with self._changed:
+            counters = self._counters
+            for field, amount in amounts.items():
+                if amount:
+                    slot = (key, field)
+                    counters[slot] = counters.get(slot, 0) + amount
+            self._wake()
+
     def sadd(self, key: str, *members: str) -> None:
         if not members:
             return

@@ -63,18 +63,14 @@ class Accounting:
                                 ("endpoint", rec.endpoint)):
                 targets.append(self.keys.llm_account(scope, name))
                 tally.sadd(self.keys.llm_account_index(scope), name)
-            counts = _increments(rec)
+            amounts: dict[str, int | float] = {field: int(n) for field, n in _increments(rec).items()}
             seconds = {"model_seconds": rec.model_seconds, "limiter_wait_seconds": rec.limiter_wait_seconds,
                        "retry_wait_seconds": rec.retry_wait_seconds}
             if rec.cost is not None:
                 seconds["cost"] = rec.cost
+            amounts.update((field, float(s)) for field, s in seconds.items() if s > 0)
             for key in targets:
-                for field, amount in counts.items():
-                    if amount:
-                        tally.incr(key, int(amount), field)
-                for field, amount in seconds.items():
-                    if amount > 0:
-                        tally.incr(key, float(amount), field)
+                tally.incr_fields(key, amounts)
 
     # --- reading --------------------------------------------------------------------
     def raw(self, scope: str, names: Iterable[str]) -> dict[str, dict[str, float]]:
