@@ -46,16 +46,13 @@ class Tally:
     # --- gathering ------------------------------------------------------------------
     def incr(self, key: str, amount: int | float, field: str | None = None) -> None:
         """Add ``amount`` to string counter ``key``, or to hash field ``field`` of ``key``."""
-        if not amount:
-            return
-        with self._changed:
-            slot = (key, field)
-            self._counters[slot] = self._counters.get(slot, 0) + amount
-            self._wake()
+        if amount:
+            self.incr_fields(key, {field: amount})
 
-    def incr_fields(self, key: str, amounts: dict[str, int | float]) -> None:
-        """Add each amount to its field of hash ``key``, under one lock (the accounting
-        adds a dozen fields to each of four hashes per call)."""
+    def incr_fields(self, key: str, amounts: dict[str | None, int | float]) -> None:
+        """Add each amount to its field of hash ``key`` (field None: ``key`` is a string
+        counter), under one lock: the accounting adds a dozen fields to each of four
+        hashes per call."""
         with self._changed:
             counters = self._counters
             for field, amount in amounts.items():
