@@ -1,6 +1,6 @@
 """Nothing grows forever (issue 12.10, 12.11): finished tasks leave Redis after the
-result TTL (RQ's registries included), a TTL of 0 keeps nothing, and the backlog counter
-follows jobs that leave through RQ."""
+result TTL (RQ's registries included; a task's own TTL outranks the default), a TTL of
+0 keeps nothing, and the backlog counter follows jobs that leave through RQ."""
 from __future__ import annotations
 
 import pytest
@@ -10,9 +10,9 @@ from support.sample_modules import Echo, Failer, Sleeper
 from support.waiting import wait_until
 from support.workers import WorkerProcess
 
-from piano_dist import ConcurrentModuleManager
+from piano_dist import ConcurrentModuleManager, TaskSpec
 from piano_dist.config import Timing
-from piano_dist.errors import QueueFullError, UnknownTaskError
+from piano_dist.errors import InvalidArgument, QueueFullError, UnknownTaskError
 
 REGISTRIES = [f"rq:{kind}:piano.{level}" for kind in ("finished", "failed", "canceled")
               for level in ("critical", "high", "normal", "low", "background")]
@@ -124,4 +124,76 @@ def test_modules_with_nothing_running_leave_no_running_count(redis_url, redis_cl
         assert redis_client.hlen(manager.keys.sched_part("running")) == 0
     finally:
         worker.stop()
+        manager.shutdown()
+
+
+def test_a_tasks_own_result_ttl_outranks_the_default(redis_url, redis_client):
+    """TaskSpec(result_ttl=N) keeps that task's record N seconds whoever records its end
+    (here a worker at the default 24 h), a dependent settled by its parent's failure
+    included; a group's counters stay for the longest TTL of its tasks."""
+    manager = ConcurrentModuleManager(max_workers=0, redis_url=redis_url)
+    worker = WorkerProcess(redis_url, concurrency=4, name="own-ttl-worker")
+    try:
+        manager.register_module("echo", Echo())
+        manager.register_module("failer", Failer())
+        manager.register_module("sleeper", Sleeper())
+        gone, short, default, failing = manager.submit_many([
+            TaskSpec("echo", "add", (1, 2), result_ttl=0),
+            TaskSpec("echo", "add", (1, 2), result_ttl=600),
+            TaskSpec("echo", "add", (1, 2)),
+            TaskSpec("failer"),
+        ])
+        [settled] = manager.submit_many([TaskSpec("echo", dependencies=[failing], result_ttl=0)])
+        [first] = manager.submit_many([TaskSpec("sleeper", args=(0.2,), group="mixed", result_ttl=7200)])
+        [last] = manager.submit_many([TaskSpec("echo", dependencies=[first], group="mixed", result_ttl=0)])
+        ids = [gone, short, default, failing, settled, first, last]
+        final = manager.wait(ids, timeout=30)
+        assert [final[t]["status"] for t in ids] == ["completed", "completed", "completed", "failed",
+                                                      "dependency_failed", "completed", "completed"]
+        wait_until(lambda: not any(redis_client.exists(f"rq:job:{t}") for t in (gone, settled, last)), timeout=5,
+                   message="the records of tasks with result_ttl=0 to go")
+        assert 590_000 < redis_client.pttl(f"rq:job:{short}") <= 600_000
+        assert redis_client.hget(f"rq:job:{short}", "result_ttl") == b"600"  # what RQ's tools show
+        assert not redis_client.hexists(f"rq:job:{short}", "piano_result_ttl")
+        ended = redis_client.zscore("rq:finished:piano.normal", short)
+        assert ended is not None and 590 < ended - redis_client.time()[0] <= 601  # scored by when it expires
+        assert redis_client.ttl(f"rq:job:{default}") > 86_000 and redis_client.ttl(f"rq:job:{failing}") > 86_000
+        assert redis_client.ttl(f"rq:job:{first}") > 7_000
+        # The group's last task keeps nothing, yet its counters stay as long as its first's record.
+        assert redis_client.ttl(manager.keys.group("mixed")) > 7_000
+    finally:
+        worker.stop()
+        manager.shutdown()
+
+
+def test_a_result_ttl_read_back_from_redis_that_is_not_whole_seconds_is_ignored(redis_url, redis_client):
+    manager = ConcurrentModuleManager(max_workers=0, redis_url=redis_url)
+    worker = None
+    try:
+        manager.register_module("echo", Echo())
+        manager.pause_module("echo")
+        tampered = manager.submit_many([TaskSpec("echo", "add", (1, 2), result_ttl=5) for _ in range(4)])
+        for task_id, junk in zip(tampered, ("-3", "1.5", "soon", "99999999999999999999")):
+            redis_client.hset(f"rq:job:{task_id}", "piano_result_ttl", junk)
+        manager.resume_module("echo")
+        worker = WorkerProcess(redis_url, concurrency=4, name="junk-ttl-worker")
+        final = manager.wait(tampered, timeout=30)
+        assert {final[t]["status"] for t in tampered} == {"completed"}
+        assert all(redis_client.ttl(f"rq:job:{t}") > 86_000 for t in tampered)  # PIANO_RESULT_TTL's 24 h
+    finally:
+        if worker:
+            worker.stop()
+        manager.shutdown()
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "10", 2**31])
+def test_a_result_ttl_that_is_not_whole_seconds_in_range_is_refused(redis_url, redis_client, bad):
+    manager = ConcurrentModuleManager(max_workers=0, redis_url=redis_url)
+    try:
+        manager.register_module("echo", Echo())
+        kept = manager.submit_task("echo", "add", args=(1, 1))
+        with pytest.raises(InvalidArgument, match="result_ttl must be whole seconds"):
+            manager.submit_many([TaskSpec("echo", "add", (2, 2)), TaskSpec("echo", result_ttl=bad)])
+        assert redis_client.lrange("rq:queue:piano.normal", 0, -1) == [kept.encode()]
+    finally:
         manager.shutdown()

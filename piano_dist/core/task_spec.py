@@ -29,6 +29,10 @@ from .types import Priority
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
+# A task's own result TTL at most (~68 years): what Redis' EXPIRE and Lua's numbers hold exactly.
+MAX_TTL = 2**31 - 1
+
+
 @dataclass
 class TaskSpec:
     """One task to submit (``submit_many`` takes these, or dicts with the same keys)."""
@@ -49,6 +53,7 @@ class TaskSpec:
     task_id: str | None = None
     group: str | None = None
     keep_result: bool = True
+    result_ttl: int | None = None  # seconds its record is kept once it ends (None: PIANO_RESULT_TTL)
 
     @classmethod
     def coerce(cls, spec: Any, position: int) -> "TaskSpec":
@@ -198,6 +203,9 @@ class TaskEncoder:
             raise InvalidArgument(f"group {spec.group!r} is invalid: use 1-128 letters, digits, '_' or '-'")
         if not isinstance(spec.keep_result, bool):
             raise InvalidArgument(f"keep_result must be True or False, not {spec.keep_result!r}")
+        if spec.result_ttl is not None and (not is_whole(spec.result_ttl) or not 0 <= spec.result_ttl <= MAX_TTL):
+            raise InvalidArgument(f"result_ttl must be whole seconds from 0 to {MAX_TTL} (0: nothing is kept once "
+                                  f"the task ends), or None for PIANO_RESULT_TTL, not {spec.result_ttl!r}")
         task_id = (spec.task_id if spec.task_id is not None
                    else f"{_ID_UNSAFE.sub('_', spec.module_name)[:40]}_{method}_{os.urandom(8).hex()}")
         if not isinstance(task_id, str) or not TASK_ID.fullmatch(task_id):
@@ -212,7 +220,7 @@ class TaskEncoder:
         # Types too: 1 == 1.0 == True as keys, but they encode differently.
         options = (module, method, priority, agent, type(agent), timeout, type(timeout), spec.retries,
                    type(spec.retries), spec.retry_delay, type(spec.retry_delay), spec.max_attempts,
-                   type(spec.max_attempts), spec.keep_result, queue_group)
+                   type(spec.max_attempts), spec.keep_result, spec.result_ttl, queue_group)
         try:
             profile = cache.profiles.get(options)
         except TypeError:  # an unhashable agent id: its encoding below raises as before
@@ -235,6 +243,10 @@ class TaskEncoder:
                 profile += ("timeout", str(int(timeout) + 1))
             if not spec.keep_result:
                 profile += ("piano_keep_result", "0")
+            if spec.result_ttl is not None:
+                # The task's own TTL outranks the ending process's PIANO_RESULT_TTL; RQ's
+                # field (written earlier in the same HSET) is overridden to say so too.
+                profile += ("result_ttl", str(int(spec.result_ttl)), "piano_result_ttl", str(int(spec.result_ttl)))
             profile = tuple(profile)
             if options is not None:
                 cache.profiles[options] = profile

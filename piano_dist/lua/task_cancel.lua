@@ -6,7 +6,7 @@
   KEYS[1]  rq:job:<id>
   ARGV[1]  piano key prefix
   ARGV[2]  task id
-  ARGV[3]  result TTL seconds
+  ARGV[3]  default result TTL seconds (a task's own piano_result_ttl wins)
   ARGV[4]  reason text
 
   Returns "cancelled", "cancelling" (running: flag set), or "" (unknown, another

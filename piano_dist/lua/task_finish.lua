@@ -12,7 +12,8 @@
   ARGV[4]  attempt number of that run
   ARGV[5]  outcome: completed | failed | timed_out
   ARGV[6]  result as JSON (completed) or error text (failed, timed_out)
-  ARGV[7]  result TTL seconds (0: nothing kept once the task ends)
+  ARGV[7]  default result TTL seconds (0: nothing kept once the task ends); a task
+           submitted with its own (piano_result_ttl) keeps that one
   ARGV[8]  execution time in milliseconds
   ARGV[9]  RQ result entry as JSON object (fields for rq:results:<id>), or ""
   ARGV[10] the RQ worker hash of that worker (rq:worker:<name>), or "": its finished /
@@ -29,12 +30,13 @@ local id, worker, attempt = ARGV[2], ARGV[3], ARGV[4]
 local outcome, payload, ttl, exec_ms = ARGV[5], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
 local jk = KEYS[1]
 local f = redis.call('HMGET', jk, 'piano_status', 'worker_name', 'piano_attempts', 'piano_cancel',
-  'piano_retries_left', 'piano_retry_delay', 'origin', 'piano_keep_result')
+  'piano_retries_left', 'piano_retry_delay', 'origin', 'piano_keep_result', 'piano_result_ttl')
 -- A task submitted with keep_result=False keeps its status, times and error, not its value.
 local keep_result = f[8] ~= '0'
 if f[1] ~= 'running' or f[2] ~= worker or f[3] ~= attempt then
   return {'refused', f[1] or 'missing'}
 end
+ttl = own_ttl(f[9], ttl)
 local ts = now_ms()
 local wm = P .. ':worker:' .. worker .. ':metrics'
 if ARGV[11] and ARGV[11] ~= '' then

@@ -10,7 +10,7 @@
   ARGV[3]  worker name
   ARGV[4]  attempt number
   ARGV[5]  why it was given back (shown in its status while it waits)
-  ARGV[6]  result TTL seconds
+  ARGV[6]  default result TTL seconds (a task's own piano_result_ttl wins)
   ARGV[7]  "park" to set it aside for other workers, else "" (or absent): front of its queue
 
   Returns "queued", "parked", "cancelled" or "refused" (not this run's to give back).

@@ -9,7 +9,8 @@
            batch names hundreds of tasks.
   ARGV[1]  piano key prefix
   ARGV[2]  backlog limit (queued + deferred tasks); 0 = unbounded
-  ARGV[3]  result TTL in seconds (for a task that ends at once)
+  ARGV[3]  default result TTL in seconds, for a task that ends at once (its own
+           result_ttl field wins)
   ARGV[4]  JSON list field, value, field, value … : hash fields every task has
   ARGV[5]  JSON list of profiles, each [origin (RQ queue name of its priority), priority
            (1-5), module, field, value, …]: fields shared by tasks of one module, method

@@ -16,7 +16,7 @@
   ARGV[1]  piano key prefix
   ARGV[2]  gate period in milliseconds
   ARGV[3]  default max attempts
-  ARGV[4]  result TTL seconds
+  ARGV[4]  default result TTL seconds (a task's own piano_result_ttl wins)
   ARGV[5]  max tasks to handle per sweep
   ARGV[6]  "force" to ignore the gate (tests, operators)
   ARGV[7]  n, the number of queues

@@ -196,17 +196,31 @@ local function recount_backlog(queue_keys, deferred_keys)
   return n
 end
 
+-- The result TTL a task ends with: its own (`piano_result_ttl`, from TaskSpec.result_ttl)
+-- when it has a valid one, else `default` (the ending caller's PIANO_RESULT_TTL). The
+-- field is read back from Redis: anything but whole seconds in range is ignored.
+local MAX_TTL = 2147483647
+local function own_ttl(raw, default)
+  local n = tonumber(raw)
+  if n and n >= 0 and n <= MAX_TTL and n == math.floor(n) then return n end
+  return default
+end
+
 -- Record a terminal outcome on a task that is not running (deferred/queued/running alike).
+-- `ttl`: the default result TTL; the task's own one wins (own_ttl).
 local function set_terminal(id, status, error, ts, ttl)
   local jk = job_key(id)
-  local f = redis.call('HMGET', jk, 'origin', 'piano_status', 'piano_module', 'piano_attempts', 'group_id')
+  local f = redis.call('HMGET', jk, 'origin', 'piano_status', 'piano_module', 'piano_attempts', 'group_id',
+    'piano_result_ttl')
   local origin, previous, module = f[1], f[2], f[3]
+  ttl = own_ttl(f[6], ttl)
   set_status(jk, status, 'ended_at', iso(ts))
   if error then redis.call('HSET', jk, 'piano_error', error) end
   -- What only a waiting or running task needs goes: the record kept for the result TTL
-  -- is its outcome (a long simulation keeps millions of them).
+  -- is its outcome (a long simulation keeps millions of them). RQ's `result_ttl` field
+  -- still shows a task's own TTL.
   redis.call('HDEL', jk, 'piano_payload', 'piano_enq_ms', 'piano_retries_left', 'piano_retry_delay',
-    'piano_max_attempts', 'piano_keep_result', 'last_heartbeat')
+    'piano_max_attempts', 'piano_keep_result', 'last_heartbeat', 'piano_result_ttl')
   if previous == 'queued' or previous == 'deferred' then redis.call('HINCRBY', STATS, 'backlog', -1) end
   if previous == 'running' then
     sched_unclaim(id)
@@ -221,10 +235,12 @@ local function set_terminal(id, status, error, ts, ttl)
   redis.call('HINCRBY', STATS, status, 1)
   if f[5] and f[5] ~= '' then
     -- The group's counters outlive its records by the TTL (an hour when records are
-    -- not kept at all), so whoever follows the group can still read how it ended.
+    -- not kept at all), so whoever follows the group can still read how it ended. Tasks
+    -- of one group may keep their records for different TTLs: the longest wins.
     local group = P .. ':group:' .. f[5]
     redis.call('HINCRBY', group, status, 1)
-    redis.call('EXPIRE', group, ttl > 0 and ttl or 3600)
+    local keep = ttl > 0 and ttl or 3600
+    if redis.call('TTL', group) < keep then redis.call('EXPIRE', group, keep) end
   end
   redis.call('DEL', pending_key(id))
   -- A TTL of 0 keeps nothing: the record goes as soon as this script returns (keys do
