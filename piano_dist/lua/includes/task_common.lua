@@ -78,7 +78,11 @@ local function now_ms()
 end
 
 -- RQ's utcformat ("%Y-%m-%dT%H:%M:%S.%fZ") from epoch milliseconds; Redis Lua has no os.date.
-local function iso(ms)
+-- A script stamps every transition it makes with one time (a claim's started_at and
+-- last_heartbeat, a finish's ended_at and its children's enqueued_at): the last one is
+-- kept rather than computed again.
+local iso_ms, iso_text = nil, nil
+local function iso_of(ms)
   local secs = math.floor(ms / 1000)
   local days = math.floor(secs / 86400)
   local rem = secs - days * 86400
@@ -94,6 +98,11 @@ local function iso(ms)
   if m <= 2 then y = y + 1 end
   return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%06dZ', y, m, d,
     math.floor(rem / 3600), math.floor(rem % 3600 / 60), rem % 60, (ms % 1000) * 1000)
+end
+
+local function iso(ms)
+  if ms ~= iso_ms then iso_ms, iso_text = ms, iso_of(ms) end
+  return iso_text
 end
 
 local function publish(event, id, fields)
