@@ -63,14 +63,34 @@ def test_demo_completes_every_tick_when_a_worker_is_killed(redis_url):
     assert report["agent_steps"] == 8 * 4
 
 
-def test_demo_runs_on_external_workers(redis_url):
+def test_demo_runs_on_external_workers(redis_url, redis_client):
     from support.workers import WorkerProcess
 
     worker = WorkerProcess(redis_url, concurrency=8)
     try:
         config = DemoConfig(agents=4, ticks=2, external_workers=True, report_path=None, timeout=120)
-        report = DemoRun(config, redis_url=redis_url).run()
+        run = DemoRun(config, redis_url=redis_url)
+        report = run.run()
         assert report["tasks_by_status"] == {"completed": 4 * 2 * 5}
         assert report["slots"] == 8
+        # A run's records stay an hour, not PIANO_RESULT_TTL's day: runs repeated on one
+        # Redis do not pile up (each 1,000-agent run leaves ~25,000 records).
+        assert report["config"]["result_ttl"] == 3600
+        ttls = [redis_client.ttl(f"rq:job:{t}") for t in run.task_ids]
+        assert all(3000 < t <= 3600 for t in ttls), sorted(ttls)[:3]
     finally:
         worker.stop()
+
+
+def test_the_demo_keeps_its_records_at_least_as_long_as_it_may_run(tmp_path):
+    assert DemoConfig().records_ttl == 3600
+    assert DemoConfig(timeout=7200).records_ttl == 7260
+    assert DemoConfig(timeout=60, result_ttl=120).records_ttl == 120
+    with pytest.raises(ValueError, match="at least the timeout"):
+        DemoConfig(timeout=900, result_ttl=60).validate()
+    env = {k: v for k, v in os.environ.items() if k not in ("PIANO_REDIS_URL", "REDIS_URL")}
+    env["PIANO_HOME"] = str(tmp_path / ".piano")
+    result = _cli(["demo", "--result-ttl", "60", "--timeout", "900"], env, tmp_path, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --result-ttl (60) must be at least --timeout")
+    assert not (tmp_path / ".piano").exists()  # refused before any Redis was started

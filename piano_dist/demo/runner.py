@@ -3,6 +3,7 @@ agent's ticks as one task graph, follow progress and report."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import resource
 import signal
@@ -23,6 +24,10 @@ from .oracle import model_oracle
 from .timeline import timeline_data, write_timeline
 from .workload import Workload, agent_ids, summarise_statuses
 
+# How long a run's task records stay by default (DemoConfig.result_ttl): repeated runs
+# on one Redis would otherwise keep every run's records for PIANO_RESULT_TTL's day.
+DEFAULT_RECORDS_TTL = 3600
+
 # Statuses a task ends in (TaskStatus.is_terminal), as the group counters name them.
 TERMINAL = ("completed", "failed", "timed_out", "cancelled", "dependency_failed")
 
@@ -40,6 +45,16 @@ class DemoConfig:
     report_path: str | None = "piano-demo-report.json"
     timeline_path: str | None = None
     worker_env: dict = field(default_factory=dict)
+    # Seconds each task's record stays once it ends; None: an hour, or the timeout and a
+    # minute when that is longer. The report reads every record when the run ends, so
+    # the earliest must outlive the whole run: never less than the timeout.
+    result_ttl: int | None = None
+
+    @property
+    def records_ttl(self) -> int:
+        if self.result_ttl is not None:
+            return self.result_ttl
+        return max(DEFAULT_RECORDS_TTL, math.ceil(self.timeout) + 60)
 
     def validate(self) -> None:
         for name in ("agents", "ticks", "workers", "concurrency"):
@@ -50,6 +65,9 @@ class DemoConfig:
             raise ValueError("workers must be at least 1 unless --external-workers is given")
         if self.llm_latency < 0:
             raise ValueError(f"llm latency must be ≥ 0 seconds, not {self.llm_latency!r}")
+        if self.result_ttl is not None and (not is_whole(self.result_ttl) or self.result_ttl < self.timeout):
+            raise ValueError(f"result ttl must be whole seconds, at least the timeout ({self.timeout:g} s: the report "
+                             f"reads every task's record when the run ends), not {self.result_ttl!r}")
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -68,7 +86,7 @@ class DemoRun:
         self.connection = self.manager.connection
         self.prefix = self.manager.keys.prefix
         self.workload = Workload(f"demo{config.seed}-{uuid.uuid4().hex[:6]}", agent_ids(config.agents),
-                                 config.ticks, config.seed)
+                                 config.ticks, config.seed, result_ttl=config.records_ttl)
         self.worker_procs: list[subprocess.Popen] = []
         self.worker_names: list[str] = []
         self.task_ids: list[str] = []
@@ -238,7 +256,8 @@ class DemoRun:
         memory = redis_after["redis_used_memory"] - self._baseline["redis_used_memory"]
         return {
             "run_id": self.workload.run_id,
-            "config": {k: v for k, v in asdict(self.config).items() if k != "worker_env"},
+            "config": {**{k: v for k, v in asdict(self.config).items() if k != "worker_env"},
+                       "result_ttl": self.config.records_ttl},
             "wall_seconds": round(wall, 3),
             "tasks": tasks,
             "tasks_by_status": by_status,

@@ -49,6 +49,7 @@ class Workload:
     ticks: int
     seed: int
     world_name: str = "town"
+    result_ttl: int | None = None  # seconds each task's record stays once it ends (None: PIANO_RESULT_TTL)
 
     def task_id(self, agent: str, tick: int, kind: str) -> str:
         return f"{self.run_id}-{agent}-t{tick}-{kind}"
@@ -108,14 +109,15 @@ class Workload:
         """Every task of the run, parents first. The run's id is their group (its
         progress is one counter read); their return values are not kept: the report
         reads statuses and times, and nothing reads a tick's result once its
-        dependents have started."""
+        dependents have started. Their records stay ``result_ttl`` seconds once they
+        end: long enough for the report, not a day of every run."""
         specs: list[TaskSpec] = []
         for tick in range(self.ticks):
             for agent in self.agents:
                 ids = {kind: self.task_id(agent, tick, kind) for kind in STEPS}
                 previous = [self.task_id(agent, tick - 1, "act")] if tick else None
                 goal_hint = ["what should I do next"]
-                common = {"group": self.run_id, "keep_result": False}
+                common = {"group": self.run_id, "keep_result": False, "result_ttl": self.result_ttl}
                 specs += [
                     TaskSpec(module_name("perceive", agent), "run", priority=STEPS["perceive"],
                              dependencies=previous, task_id=ids["perceive"], **common),
