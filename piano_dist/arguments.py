@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# The longest TTL a task may ask for (~68 years): what Redis' EXPIRE and Lua's numbers hold exactly.
+MAX_TTL = 2**31 - 1
+
 
 def is_whole(value: Any) -> bool:
     """An int that is not a bool."""

@@ -121,9 +121,9 @@ class Keys:
         return self._k("running")
 
     def group(self, group: str) -> str:
-        """Hash final status -> count of the group's tasks that ended (kept for the result
-        TTL after its last update, an hour if that is 0); set by task_common.lua's
-        set_terminal."""
+        """Hash final status -> count of the group's tasks that ended (kept as long as the
+        longest result TTL of the tasks that ended in it, an hour for a TTL of 0); set by
+        task_common.lua's set_terminal."""
         return self._k("group", group)
 
     @property

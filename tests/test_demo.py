@@ -86,11 +86,15 @@ def test_the_demo_keeps_its_records_at_least_as_long_as_it_may_run(tmp_path):
     assert DemoConfig().records_ttl == 3600
     assert DemoConfig(timeout=7200).records_ttl == 7260
     assert DemoConfig(timeout=60, result_ttl=120).records_ttl == 120
-    with pytest.raises(ValueError, match="at least the timeout"):
-        DemoConfig(timeout=900, result_ttl=60).validate()
+    assert DemoConfig(timeout=float("inf")).records_ttl is None  # no deadline: PIANO_RESULT_TTL
+    DemoConfig(timeout=60, result_ttl=120).validate()
+    for timeout, ttl in ((900, 60), (900, 900), (60, 2**31), (60, 100.0)):
+        with pytest.raises(ValueError, match="at least the timeout and a minute"):
+            DemoConfig(timeout=timeout, result_ttl=ttl).validate()
     env = {k: v for k, v in os.environ.items() if k not in ("PIANO_REDIS_URL", "REDIS_URL")}
     env["PIANO_HOME"] = str(tmp_path / ".piano")
     result = _cli(["demo", "--result-ttl", "60", "--timeout", "900"], env, tmp_path, timeout=60)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith("error: --result-ttl (60) must be at least --timeout")
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "error: --result-ttl (60) must be at least --timeout and a minute")
     assert not (tmp_path / ".piano").exists()  # refused before any Redis was started

@@ -144,14 +144,19 @@ def test_a_tasks_own_result_ttl_outranks_the_default(redis_url, redis_client):
             TaskSpec("failer"),
         ])
         [settled] = manager.submit_many([TaskSpec("echo", dependencies=[failing], result_ttl=0)])
+        # A parent's own TTL is its own: a dependent it settles keeps the default.
+        [unkept_failing] = manager.submit_many([TaskSpec("failer", result_ttl=0)])
+        [default_settled] = manager.submit_many([TaskSpec("echo", dependencies=[unkept_failing])])
         [first] = manager.submit_many([TaskSpec("sleeper", args=(0.2,), group="mixed", result_ttl=7200)])
         [last] = manager.submit_many([TaskSpec("echo", dependencies=[first], group="mixed", result_ttl=0)])
-        ids = [gone, short, default, failing, settled, first, last]
+        ids = [gone, short, default, failing, settled, first, last, unkept_failing, default_settled]
         final = manager.wait(ids, timeout=30)
         assert [final[t]["status"] for t in ids] == ["completed", "completed", "completed", "failed",
-                                                      "dependency_failed", "completed", "completed"]
-        wait_until(lambda: not any(redis_client.exists(f"rq:job:{t}") for t in (gone, settled, last)), timeout=5,
-                   message="the records of tasks with result_ttl=0 to go")
+                                                      "dependency_failed", "completed", "completed", "failed",
+                                                      "dependency_failed"]
+        wait_until(lambda: not any(redis_client.exists(f"rq:job:{t}") for t in (gone, settled, last, unkept_failing)),
+                   timeout=5, message="the records of tasks with result_ttl=0 to go")
+        assert redis_client.ttl(f"rq:job:{default_settled}") > 86_000
         assert 590_000 < redis_client.pttl(f"rq:job:{short}") <= 600_000
         assert redis_client.hget(f"rq:job:{short}", "result_ttl") == b"600"  # what RQ's tools show
         assert not redis_client.hexists(f"rq:job:{short}", "piano_result_ttl")
@@ -163,6 +168,20 @@ def test_a_tasks_own_result_ttl_outranks_the_default(redis_url, redis_client):
         assert redis_client.ttl(manager.keys.group("mixed")) > 7_000
     finally:
         worker.stop()
+        manager.shutdown()
+
+
+def test_a_task_cancelled_while_it_waits_keeps_its_own_result_ttl(redis_url, redis_client):
+    manager = ConcurrentModuleManager(max_workers=0, redis_url=redis_url)
+    try:
+        manager.register_module("echo", Echo())
+        manager.pause_module("echo")
+        unkept, short = manager.submit_many([TaskSpec("echo", result_ttl=0), TaskSpec("echo", result_ttl=300)])
+        assert manager.cancel_task(unkept) and manager.cancel_task(short)
+        wait_until(lambda: not redis_client.exists(f"rq:job:{unkept}"), timeout=5, message="the unkept record to go")
+        assert 290 < redis_client.ttl(f"rq:job:{short}") <= 300
+        assert manager.get_task_status(short)["status"] == "cancelled"
+    finally:
         manager.shutdown()
 
 
@@ -195,5 +214,6 @@ def test_a_result_ttl_that_is_not_whole_seconds_in_range_is_refused(redis_url, r
         with pytest.raises(InvalidArgument, match="result_ttl must be whole seconds"):
             manager.submit_many([TaskSpec("echo", "add", (2, 2)), TaskSpec("echo", result_ttl=bad)])
         assert redis_client.lrange("rq:queue:piano.normal", 0, -1) == [kept.encode()]
+        assert manager.submit_many([TaskSpec("echo", result_ttl=2**31 - 1), TaskSpec("echo", result_ttl=0)])
     finally:
         manager.shutdown()

@@ -246,8 +246,8 @@ class TaskClient:
         return status if status and TaskStatus(status["status"]).is_terminal else None
 
     def _ended_status(self, task_id: str) -> dict | None:
-        """The status of a task whose record is already gone (result TTL 0), as far as its
-        "finished" event told: no result, since none was kept."""
+        """The status of a task whose record is already gone (a result TTL of 0, or one
+        that ran out), as far as its "finished" event told: no result, since none was kept."""
         ended = self.events.ended(task_id)
         if ended is None or ended.get("status") not in {s.value for s in TaskStatus}:
             return None
@@ -303,7 +303,8 @@ class TaskClient:
         if status["status"] != TaskStatus.COMPLETED.value:
             raise TaskFailedError(task_id, status["status"], status.get("error"))
         if status.get("record_expired"):
-            raise UnknownTaskError(f"task {task_id} completed, but its result was not kept (result TTL 0)")
+            raise UnknownTaskError(f"task {task_id} completed, but its record is gone: its result TTL "
+                                   "(PIANO_RESULT_TTL, or the task's own result_ttl) ran out, or was 0")
         return status.get("result")
 
     # --- control ------------------------------------------------------------------

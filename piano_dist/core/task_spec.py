@@ -17,7 +17,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from ..arguments import is_whole
+from ..arguments import MAX_TTL, is_whole
 from ..config import Timing
 from ..errors import DependencyCycleError, InvalidArgument
 from ..keys import Keys
@@ -27,10 +27,6 @@ from .runtime import FUNC_NAME
 from .types import Priority
 
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
-
-
-# A task's own result TTL at most (~68 years): what Redis' EXPIRE and Lua's numbers hold exactly.
-MAX_TTL = 2**31 - 1
 
 
 @dataclass

@@ -15,7 +15,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from ..arguments import is_whole
+from ..arguments import MAX_TTL, is_whole
 from ..connection import connection_url
 from ..llm.report import llm_report, llm_snapshot
 from ..manager import ConcurrentModuleManager
@@ -27,6 +27,7 @@ from .workload import Workload, agent_ids, summarise_statuses
 # How long a run's task records stay by default (DemoConfig.result_ttl): repeated runs
 # on one Redis would otherwise keep every run's records for PIANO_RESULT_TTL's day.
 DEFAULT_RECORDS_TTL = 3600
+RECORDS_MARGIN = 60  # seconds a record outlives the run's timeout: cancelling and the report come after it
 
 # Statuses a task ends in (TaskStatus.is_terminal), as the group counters name them.
 TERMINAL = ("completed", "failed", "timed_out", "cancelled", "dependency_failed")
@@ -46,15 +47,19 @@ class DemoConfig:
     timeline_path: str | None = None
     worker_env: dict = field(default_factory=dict)
     # Seconds each task's record stays once it ends; None: an hour, or the timeout and a
-    # minute when that is longer. The report reads every record when the run ends, so
-    # the earliest must outlive the whole run: never less than the timeout.
+    # minute when that is longer. The report reads every record when the run ends (a
+    # timed-out run, after cancelling), so the earliest must outlive the whole run.
     result_ttl: int | None = None
 
     @property
-    def records_ttl(self) -> int:
+    def records_ttl(self) -> int | None:
+        """The TTL the run's tasks get; None (PIANO_RESULT_TTL) when the run has no
+        deadline that a TTL could outlast."""
         if self.result_ttl is not None:
             return self.result_ttl
-        return max(DEFAULT_RECORDS_TTL, math.ceil(self.timeout) + 60)
+        if not math.isfinite(self.timeout) or self.timeout + RECORDS_MARGIN > MAX_TTL:
+            return None
+        return max(DEFAULT_RECORDS_TTL, math.ceil(self.timeout) + RECORDS_MARGIN)
 
     def validate(self) -> None:
         for name in ("agents", "ticks", "workers", "concurrency"):
@@ -65,9 +70,11 @@ class DemoConfig:
             raise ValueError("workers must be at least 1 unless --external-workers is given")
         if self.llm_latency < 0:
             raise ValueError(f"llm latency must be ≥ 0 seconds, not {self.llm_latency!r}")
-        if self.result_ttl is not None and (not is_whole(self.result_ttl) or self.result_ttl < self.timeout):
-            raise ValueError(f"result ttl must be whole seconds, at least the timeout ({self.timeout:g} s: the report "
-                             f"reads every task's record when the run ends), not {self.result_ttl!r}")
+        if self.result_ttl is not None and (not is_whole(self.result_ttl) or self.result_ttl > MAX_TTL
+                                            or self.result_ttl < self.timeout + RECORDS_MARGIN):
+            raise ValueError(f"result ttl must be whole seconds, at least the timeout and a minute ({self.timeout:g} + "
+                             f"{RECORDS_MARGIN} s: the report reads every task's record when the run ends) and at "
+                             f"most {MAX_TTL}, not {self.result_ttl!r}")
 
 
 def percentile(values: list[float], q: float) -> float | None:

@@ -27,7 +27,7 @@
 --!include task_common
 
 local id, worker, attempt = ARGV[2], ARGV[3], ARGV[4]
-local outcome, payload, ttl, exec_ms = ARGV[5], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
+local outcome, payload, default_ttl, exec_ms = ARGV[5], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
 local jk = KEYS[1]
 local f = redis.call('HMGET', jk, 'piano_status', 'worker_name', 'piano_attempts', 'piano_cancel',
   'piano_retries_left', 'piano_retry_delay', 'origin', 'piano_keep_result', 'piano_result_ttl')
@@ -36,7 +36,8 @@ local keep_result = f[8] ~= '0'
 if f[1] ~= 'running' or f[2] ~= worker or f[3] ~= attempt then
   return {'refused', f[1] or 'missing'}
 end
-ttl = own_ttl(f[9], ttl)
+-- This task's own TTL; the default stays the default for the dependents it settles.
+local ttl = own_ttl(f[9], default_ttl)
 local ts = now_ms()
 local wm = P .. ':worker:' .. worker .. ':metrics'
 if ARGV[11] and ARGV[11] ~= '' then
@@ -102,7 +103,7 @@ if outcome == 'completed' then
 else
   error_text = payload
 end
-set_terminal(id, outcome, error_text, ts, ttl)
-local released = settle_children(id, outcome, error_text, ts, ttl)
+set_terminal(id, outcome, error_text, ts, default_ttl)
+local released = settle_children(id, outcome, error_text, ts, default_ttl)
 count_for_rq(outcome == 'completed')
 return {outcome, released}
