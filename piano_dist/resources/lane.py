@@ -17,11 +17,30 @@ the script gets it loaded again.
 from __future__ import annotations
 
 import os
+import threading
 
 import redis
 from redis.exceptions import NoScriptError
 
 from ..retry_policy import is_transient
+
+_shared_lock = threading.Lock()
+
+
+def lane_for(client: redis.Redis) -> "ScriptLane":
+    """The lane every ScriptSet of ``client`` shares (made on first use, kept with the
+    client: a lane per caller would hold connections of its own)."""
+    lane = getattr(client, "_piano_lane", None)
+    if lane is None:
+        with _shared_lock:
+            lane = getattr(client, "_piano_lane", None)
+            if lane is None:
+                lane = ScriptLane(client)
+                try:
+                    client._piano_lane = lane
+                except AttributeError:  # a client that takes no attributes: a lane per call
+                    pass
+    return lane
 
 
 class ScriptLane:
@@ -33,7 +52,9 @@ class ScriptLane:
         self._closed = False
 
     def run(self, script, keys: tuple, args: tuple):
-        """The script's reply, like ``script(keys=keys, args=args)``."""
+        """The script's reply, like ``script(keys=keys, args=args)``. ``script``: a
+        redis-py Script, or a ScriptSet's (its ``raw`` Script is what a fallback calls)."""
+        script = getattr(script, "raw", script)
         if self._closed:
             return script(keys=list(keys), args=list(args))
         if self._pid != os.getpid():  # forked: the parent's sockets are not ours
@@ -47,6 +68,8 @@ class ScriptLane:
             reply = conn.read_response()
         except NoScriptError:  # the reply was read whole: the connection is clean
             self._give_back(conn)
+            # Load it first: Script.__call__ would send the refused EVALSHA once more.
+            self._client.script_load(script.script)
             return script(keys=list(keys), args=list(args))
         except redis.ResponseError as exc:
             self._give_back(conn)
