@@ -1,4 +1,5 @@
-"""The acquire/release fast path: its connection lane and the uncontended Lua paths."""
+"""The acquire/release fast path: its connection lane (which every ScriptSet call shares)
+and the uncontended Lua paths."""
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -142,3 +143,43 @@ def test_a_retried_acquire_finds_its_own_grant(coord):
     assert release_lock(coord.connection, coord.keys, "lk-retried") is True
     assert coord.get_resource_status("mem")["writer"] == "o"
     assert release_lock(coord.connection, coord.keys, "lk-other") is True
+
+
+def test_direct_script_calls_take_no_connection_from_the_pool_per_call(redis_url, monkeypatch):
+    """Every ScriptSet call (task, memory, state, world scripts) goes through the client's
+    lane: after the first call, none checks a connection out of the pool."""
+    from piano_dist.connection import get_connection
+    from piano_dist.scripts import ScriptSet
+
+    client = get_connection(redis_url)
+    scripts = ScriptSet(client)
+    args = ["piano", "0", "ids", "node_1"]
+    assert scripts.memory_assoc_read(keys=["m:nodes"], args=args) == [[], [], [], []]
+    checkouts = []
+    real = type(client.connection_pool).get_connection
+    monkeypatch.setattr(type(client.connection_pool), "get_connection",
+                        lambda pool, *a, **kw: checkouts.append(1) or real(pool, *a, **kw))
+    for _ in range(20):
+        assert ScriptSet(client).memory_assoc_read(keys=["m:nodes"], args=args) == [[], [], [], []]
+    assert checkouts == []
+    with client.pipeline(transaction=False) as pipe:  # a pipeline's calls stay redis-py's own
+        scripts.memory_assoc_read(keys=["m:nodes"], args=args, client=pipe)
+        assert pipe.execute() == [[[], [], [], []]]
+    assert checkouts == [1]
+
+
+def test_a_script_redis_forgot_is_loaded_then_sent_once(redis_url, redis_client):
+    from piano_dist.connection import get_connection
+    from piano_dist.scripts import ScriptSet
+
+    scripts = ScriptSet(get_connection(redis_url))
+    args = ["piano", "0", "ids", "node_1"]
+    scripts.memory_assoc_read(keys=["m:nodes"], args=args)
+    redis_client.script_flush()
+    redis_client.config_resetstat()
+    assert scripts.memory_assoc_read(keys=["m:nodes"], args=args) == [[], [], [], []]
+    stats = redis_client.info("commandstats")
+    # The refused EVALSHA, SCRIPT LOAD, the EVALSHA that ran: not the refused one twice.
+    assert stats["cmdstat_evalsha"]["calls"] == 2
+    # Redis 7 counts SCRIPT LOAD apart; 6.2 counts every SCRIPT subcommand together.
+    assert stats.get("cmdstat_script|load", stats.get("cmdstat_script"))["calls"] == 1
