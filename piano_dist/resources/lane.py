@@ -1,4 +1,6 @@
-"""A few connections kept aside for the coordinator's two hot scripts (acquire, release).
+"""A few connections kept aside for direct script calls: the coordinator's two hot
+scripts (acquire, release) on a lane of its own, every other ScriptSet call on its
+client's shared lane (``lane_for``).
 
 Each acquire and each release is one EVALSHA. Through ``Redis.execute_command`` every
 call also checks a connection out of the pool (which polls the socket for stray data
