@@ -208,7 +208,7 @@ end
 -- The result TTL a task ends with: its own (`piano_result_ttl`, from TaskSpec.result_ttl)
 -- when it has a valid one, else `default` (the ending caller's PIANO_RESULT_TTL). The
 -- field is read back from Redis: anything but whole seconds in range is ignored.
-local MAX_TTL = 2147483647
+local MAX_TTL = 2147483647  -- MAX_TTL of piano_dist/arguments.py, which refuses more at submit
 local function own_ttl(raw, default)
   local n = tonumber(raw)
   if n and n >= 0 and n <= MAX_TTL and n == math.floor(n) then return n end
