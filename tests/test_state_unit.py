@@ -362,3 +362,35 @@ def test_the_change_log_keeps_about_the_latest_thousand_changes_per_agent(redis_
     assert DEFAULT_LOG_MAXLEN <= length < 2 * DEFAULT_LOG_MAXLEN  # MAXLEN ~ trims in whole nodes
     assert coordinator.get_value("counter") == 3 * DEFAULT_LOG_MAXLEN - 1
     coordinator.shutdown()
+
+
+# --- how long outcomes stay -------------------------------------------------------------------
+def _outcome_ttls(redis_client, agent_id):
+    return [redis_client.ttl(k) for k in redis_client.scan_iter(f"piano:state:{{{agent_id}}}:change:*")]
+
+
+def test_outcomes_stay_for_piano_state_outcome_ttl_or_the_coordinators_own(coord, redis_client, monkeypatch):
+    """A long simulation bounds what its state changes leave in Redis: each applied change
+    keeps an outcome record (~220 B) for a day unless told otherwise."""
+    coord({"name": "ttl-default", "mood": 1}).propose_change("m1", "mood", 2)
+    ttls = _outcome_ttls(redis_client, "ttl-default")
+    assert ttls and all(t > 86_000 for t in ttls)
+    monkeypatch.setenv("PIANO_STATE_OUTCOME_TTL", "120")
+    coord({"name": "ttl-env", "mood": 1}).propose_change("m1", "mood", 2)
+    ttls = _outcome_ttls(redis_client, "ttl-env")
+    assert ttls and all(0 < t <= 120 for t in ttls)
+    coord({"name": "ttl-own", "mood": 1}, outcome_ttl=30).propose_change("m1", "mood", 2)  # its own wins
+    ttls = _outcome_ttls(redis_client, "ttl-own")
+    assert ttls and all(0 < t <= 30 for t in ttls)
+
+
+@pytest.mark.parametrize("env, own, named", [("0", None, "PIANO_STATE_OUTCOME_TTL"),
+                                             ("soon", None, "PIANO_STATE_OUTCOME_TTL"),
+                                             ("-5", None, "PIANO_STATE_OUTCOME_TTL"),
+                                             (None, 0, "outcome_ttl"), (None, 1.5, "outcome_ttl"),
+                                             (None, True, "outcome_ttl"), (None, 2**31, "outcome_ttl")])
+def test_an_outcome_ttl_that_is_not_whole_seconds_in_range_is_refused(redis_client, monkeypatch, env, own, named):
+    if env is not None:
+        monkeypatch.setenv("PIANO_STATE_OUTCOME_TTL", env)
+    with pytest.raises(ValueError, match=f"{named} must be whole seconds from 1"):
+        StateCoordinator({"name": "ttl-bad"}, connection=redis_client, outcome_ttl=own)

@@ -32,7 +32,7 @@ from .paths import validate_snapshot_id, validate_state_path
 from .proposal import make_proposal
 from .resolvers import ConflictResolvers
 from .snapshots import SnapshotView
-from .store import BATCH_LIMIT, DEFAULT_LOG_MAXLEN, DEFAULT_OUTCOME_TTL, StateStore
+from .store import BATCH_LIMIT, DEFAULT_LOG_MAXLEN, StateStore
 from .transactions import Transactions
 from .tree import MISSING
 from .types import ChangeOutcome, ChangeStatus, StateChangeType, StateSnapshot, SyncMetrics, SyncPolicy
@@ -48,7 +48,7 @@ class StateCoordinator:
                  max_snapshots: int = 50, batch_size: int = 10, sync_interval: float = 1.0, *,
                  redis_url: Optional[str] = None, connection: Optional[redis.Redis] = None,
                  agent_id: Optional[str] = None, prefix: Optional[str] = None,
-                 outcome_ttl: int = DEFAULT_OUTCOME_TTL, log_maxlen: int = DEFAULT_LOG_MAXLEN):
+                 outcome_ttl: Optional[int] = None, log_maxlen: int = DEFAULT_LOG_MAXLEN):
         if not isinstance(sync_policy, SyncPolicy):
             sync_policy = SyncPolicy(str(sync_policy).lower())
         if not isinstance(max_snapshots, int) or max_snapshots < 1:

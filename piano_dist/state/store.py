@@ -7,11 +7,13 @@ write is one Lua script, so no reader ever sees a half-applied batch or transact
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Optional
 
 import redis
 
+from ..arguments import MAX_TTL, is_whole
 from ..connection import get_connection
 from ..errors import StateConflictError, StateWriteError, UnknownSnapshotError
 from ..keys import Keys
@@ -24,6 +26,22 @@ from .tree import MISSING, ancestors, from_leaves, leaves_under, state_from_fiel
 from .types import ChangeOutcome, ChangeStatus, StateChange, StateChangeType, StateSnapshot
 
 DEFAULT_OUTCOME_TTL = 24 * 3600
+
+
+def outcome_ttl_of(value: Optional[int]) -> int:
+    """Seconds a change's outcome stays readable (``get_change_status``; a write repeated
+    after a lost reply finds it and is not applied twice): ``value``, else
+    ``PIANO_STATE_OUTCOME_TTL``, else a day. At least a second: an outcome that is gone at
+    once would let a repeated write apply twice."""
+    source = "outcome_ttl"
+    if value is None:
+        raw = os.environ.get("PIANO_STATE_OUTCOME_TTL", "")
+        if raw == "":
+            return DEFAULT_OUTCOME_TTL
+        source, value = "PIANO_STATE_OUTCOME_TTL", int(raw) if raw.isdigit() else raw
+    if not is_whole(value) or not 1 <= value <= MAX_TTL:
+        raise ValueError(f"{source} must be whole seconds from 1 to {MAX_TTL}, not {value!r}")
+    return value
 # Changes kept per agent for subscribers catching up (about 1 KB each with their old and
 # new values): 100,000 let a thousand-agent simulation hold gigabytes of history.
 DEFAULT_LOG_MAXLEN = 1_000
@@ -57,13 +75,13 @@ class BatchResult:
 
 class StateStore:
     def __init__(self, agent_id: str, connection: Optional[redis.Redis] = None, prefix: Optional[str] = None,
-                 *, redis_url: Optional[str] = None, outcome_ttl: int = DEFAULT_OUTCOME_TTL,
+                 *, redis_url: Optional[str] = None, outcome_ttl: Optional[int] = None,
                  log_maxlen: int = DEFAULT_LOG_MAXLEN):
         self.agent_id = validate_agent_id(agent_id)
         self.conn = get_connection(redis_url, connection)
         self.keys = Keys(prefix)
         self.scripts = ScriptSet(self.conn)
-        self.outcome_ttl = int(outcome_ttl)
+        self.outcome_ttl = outcome_ttl_of(outcome_ttl)
         self.log_maxlen = int(log_maxlen)
         k = lambda part: self.keys.state_key(agent_id, part)  # noqa: E731
         self.data, self.versions, self.meta, self.pending = k("data"), k("versions"), k("meta"), k("pending")
