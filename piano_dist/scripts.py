@@ -45,7 +45,7 @@ class ScriptSet:
                 connection._piano_scripts = scripts
             except AttributeError:  # a client that takes no attributes: scripts per set
                 pass
-        self._scripts: dict[str, LanedScript] = scripts
+        self._scripts: dict[str, "LanedScript | redis.commands.core.Script"] = scripts
 
     def queue(self, pipe, name: str, keys: list, args: list) -> None:
         """Add a call of script ``name`` to ``pipe`` as a plain EVALSHA. (A pipeline given
@@ -70,7 +70,10 @@ class ScriptSet:
         if script is None:
             from .resources.lane import lane_for
 
-            script = LanedScript(self._connection.register_script(lua_source(name)), lane_for(self._connection))
+            script = self._connection.register_script(lua_source(name))
+            lane = lane_for(self._connection)
+            if lane is not None:
+                script = LanedScript(script, lane)
             self._scripts[name] = script
         return script
 

@@ -183,3 +183,21 @@ def test_a_script_redis_forgot_is_loaded_then_sent_once(redis_url, redis_client)
     assert stats["cmdstat_evalsha"]["calls"] == 2
     # Redis 7 counts SCRIPT LOAD apart; 6.2 counts every SCRIPT subcommand together.
     assert stats.get("cmdstat_script|load", stats.get("cmdstat_script"))["calls"] == 1
+
+
+def test_only_clients_that_retry_get_a_lane_and_clients_of_one_pool_share_it(redis_url):
+    """A lane repeats a script after a lost reply through an ordinary call: only where
+    piano-dist's retry policy would repeat it too. A caller's own client (no retries) and a
+    quick-check client (deadline 0) call redis-py's Script directly."""
+    from redis.commands.core import Script
+
+    from piano_dist.connection import client_for_url, get_connection
+    from piano_dist.resources.lane import lane_for
+    from piano_dist.scripts import LanedScript, ScriptSet
+
+    assert isinstance(ScriptSet(redis.Redis.from_url(redis_url)).memory_assoc_read, Script)
+    assert isinstance(ScriptSet(client_for_url(redis_url, retry_deadline=0)).memory_assoc_read, Script)
+    ours = get_connection(redis_url)
+    assert isinstance(ScriptSet(ours).memory_assoc_read, LanedScript)
+    sibling = redis.Redis(connection_pool=ours.connection_pool)
+    assert lane_for(sibling) is lane_for(ours)  # no lane (and connections held aside) per client

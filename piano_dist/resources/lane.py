@@ -24,24 +24,40 @@ import threading
 import redis
 from redis.exceptions import NoScriptError
 
-from ..retry_policy import is_transient
+from ..retry_policy import RedisRetry, is_transient
 
 _shared_lock = threading.Lock()
 
 
-def lane_for(client: redis.Redis) -> "ScriptLane":
-    """The lane every ScriptSet of ``client`` shares (made on first use, kept with the
-    client: a lane per caller would hold connections of its own)."""
-    lane = getattr(client, "_piano_lane", None)
+def _new_lock_in_child() -> None:
+    global _shared_lock  # a fork while another thread held it must not leave it held forever
+    _shared_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
+def lane_for(client: redis.Redis) -> "ScriptLane | None":
+    """The lane every ScriptSet call on ``client``'s pool shares, made on first use and
+    kept with the pool (clients sharing a pool share it: a lane per client would hold
+    connections of its own). None for a client whose retry policy is not piano-dist's
+    with a deadline (a caller's own client, a quick check with no retries): a lane falls
+    back to an ordinary call after a lost reply, which repeats a script exactly where
+    that policy would, and only there."""
+    pool = client.connection_pool
+    retry = pool.connection_kwargs.get("retry")
+    if not isinstance(retry, RedisRetry) or retry.deadline <= 0:
+        return None
+    lane = getattr(pool, "_piano_lane", None)
     if lane is None:
         with _shared_lock:
-            lane = getattr(client, "_piano_lane", None)
+            lane = getattr(pool, "_piano_lane", None)
             if lane is None:
                 lane = ScriptLane(client)
                 try:
-                    client._piano_lane = lane
-                except AttributeError:  # a client that takes no attributes: a lane per call
-                    pass
+                    pool._piano_lane = lane
+                except AttributeError:  # a pool that takes no attributes: no lane
+                    return None
     return lane
 
 
@@ -66,12 +82,19 @@ class ScriptLane:
         except IndexError:
             conn = self._checkout()
         try:
+            if getattr(conn, "_sock", True) is None:
+                # Connect once here: the ordinary call below, on failure, is what waits
+                # out the retry deadline (sending would reconnect under a deadline of its own).
+                try:
+                    conn.connect_check_health(retry_socket_connect=False)
+                except (AttributeError, TypeError):  # redis-py before 6: sending connects
+                    pass
             conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
             reply = conn.read_response()
         except NoScriptError:  # the reply was read whole: the connection is clean
             self._give_back(conn)
             # Load it first: Script.__call__ would send the refused EVALSHA once more.
-            self._client.script_load(script.script)
+            script.registered_client.script_load(script.script)
             return script(keys=list(keys), args=list(args))
         except redis.ResponseError as exc:
             self._give_back(conn)

@@ -7,17 +7,19 @@ write is one Lua script, so no reader ever sees a half-applied batch or transact
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Optional
 
 import redis
 
-from ..arguments import MAX_TTL, is_whole
-from ..connection import get_connection
+from ..arguments import MAX_TTL, is_number
+from ..connection import SOCKET_TIMEOUT, get_connection
 from ..errors import StateConflictError, StateWriteError, UnknownSnapshotError
 from ..keys import Keys
 from ..replies import as_text
+from ..retry_policy import retry_deadline
 from ..resources.fencing import raise_if_fenced
 from ..scripts import ScriptSet
 from .fence import AGENT_STATE_RESOURCE
@@ -31,17 +33,23 @@ DEFAULT_OUTCOME_TTL = 24 * 3600
 def outcome_ttl_of(value: Optional[int]) -> int:
     """Seconds a change's outcome stays readable (``get_change_status``; a write repeated
     after a lost reply finds it and is not applied twice): ``value``, else
-    ``PIANO_STATE_OUTCOME_TTL``, else a day. At least a second: an outcome that is gone at
-    once would let a repeated write apply twice."""
+    ``PIANO_STATE_OUTCOME_TTL``, else a day. Never shorter than a write may be repeated
+    (a reply is given up after the socket timeout, then retried for
+    ``PIANO_REDIS_RETRY_SECONDS``): an outcome gone sooner would let it apply twice."""
     source = "outcome_ttl"
     if value is None:
         raw = os.environ.get("PIANO_STATE_OUTCOME_TTL", "")
         if raw == "":
             return DEFAULT_OUTCOME_TTL
-        source, value = "PIANO_STATE_OUTCOME_TTL", int(raw) if raw.isdigit() else raw
-    if not is_whole(value) or not 1 <= value <= MAX_TTL:
-        raise ValueError(f"{source} must be whole seconds from 1 to {MAX_TTL}, not {value!r}")
-    return value
+        source, value = "PIANO_STATE_OUTCOME_TTL", int(raw) if raw.isdecimal() and raw.isascii() else raw
+    shortest = math.ceil(SOCKET_TIMEOUT + retry_deadline())
+    whole = is_number(value) and math.isfinite(value) and float(value).is_integer()
+    if not whole or not shortest <= value <= MAX_TTL:
+        raise ValueError(f"{source} must be whole seconds from {shortest} (how long a write may be repeated: the "
+                         f"socket timeout and PIANO_REDIS_RETRY_SECONDS) to {MAX_TTL}, not {value!r}")
+    return int(value)
+
+
 # Changes kept per agent for subscribers catching up (about 1 KB each with their old and
 # new values): 100,000 let a thousand-agent simulation hold gigabytes of history.
 DEFAULT_LOG_MAXLEN = 1_000
