@@ -179,14 +179,17 @@ def test_tasks_of_a_deleted_registration_wait_quietly(manager, redis_url, redis_
 
 
 class FailsFirst(BaseModule):
-    """Its first attempt waits for the test's go-ahead, then fails; later ones succeed."""
+    """Its first attempt says it started, waits for the test's go-ahead, then fails;
+    later ones succeed."""
 
     def run(self, key="test:go"):
         import redis as _redis_lib
         import os as _os
 
         if current_task().attempt == 1:
-            _redis_lib.Redis.from_url(_os.environ["PIANO_REDIS_URL"]).blpop([key], timeout=20)
+            client = _redis_lib.Redis.from_url(_os.environ["PIANO_REDIS_URL"])
+            client.rpush("test:started", "1")
+            client.blpop([key], timeout=20)
             raise RuntimeError("first attempt fails")
         return "second attempt"
 
@@ -197,7 +200,9 @@ def test_a_task_retried_after_its_module_was_unregistered_waits_until_registered
     try:
         owner.register_module("flaky", FailsFirst())
         tid = owner.submit_task("flaky", "run", retries=1)
-        wait_until(lambda: owner.get_task_status(tid)["status"] == "running", timeout=20, message="it to run")
+        # Its code, not only its claim: a task is `running` from the claim on, and a module
+        # unregistered before the worker has built it is one that worker cannot load.
+        wait_until(lambda: redis_client.llen("test:started"), timeout=20, message="its first attempt to start")
         owner.unregister_module("flaky")
         redis_client.rpush("test:go", "1")
         st = wait_until(lambda: (s := owner.get_task_status(tid)) and "waiting_because" in s and s,
