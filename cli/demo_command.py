@@ -96,7 +96,7 @@ def demo(ctx, agents, ticks, workers, concurrency, seed, llm_latency, external_w
     config = DemoConfig(agents=agents, ticks=ticks, workers=workers, concurrency=concurrency, seed=seed,
                         llm_latency=llm_latency, external_workers=external_workers, timeout=timeout,
                         report_path=report_path or None, timeline_path=timeline_path, result_ttl=result_ttl)
-    if result_ttl is not None and result_ttl < timeout + RECORDS_MARGIN:
+    if result_ttl is not None and result_ttl < config.shortest_records_ttl:
         fail(f"--result-ttl ({result_ttl}) must be at least --timeout and a minute ({timeout:g} + {RECORDS_MARGIN}): "
              "the report reads every task's record when the run ends", USAGE_STATUS)
     url = redis_url()

@@ -52,14 +52,19 @@ class DemoConfig:
     result_ttl: int | None = None
 
     @property
+    def shortest_records_ttl(self) -> float:
+        """The least ``result_ttl`` the run accepts: its timeout and a minute."""
+        return self.timeout + RECORDS_MARGIN
+
+    @property
     def records_ttl(self) -> int | None:
         """The TTL the run's tasks get; None (PIANO_RESULT_TTL) when the run has no
         deadline that a TTL could outlast."""
         if self.result_ttl is not None:
             return self.result_ttl
-        if not math.isfinite(self.timeout) or self.timeout + RECORDS_MARGIN > MAX_TTL:
+        if not math.isfinite(self.timeout) or self.shortest_records_ttl > MAX_TTL:
             return None
-        return max(DEFAULT_RECORDS_TTL, math.ceil(self.timeout) + RECORDS_MARGIN)
+        return max(DEFAULT_RECORDS_TTL, math.ceil(self.shortest_records_ttl))
 
     def validate(self) -> None:
         for name in ("agents", "ticks", "workers", "concurrency"):
@@ -71,7 +76,7 @@ class DemoConfig:
         if self.llm_latency < 0:
             raise ValueError(f"llm latency must be ≥ 0 seconds, not {self.llm_latency!r}")
         if self.result_ttl is not None and (not is_whole(self.result_ttl) or self.result_ttl > MAX_TTL
-                                            or self.result_ttl < self.timeout + RECORDS_MARGIN):
+                                            or self.result_ttl < self.shortest_records_ttl):
             raise ValueError(f"result ttl must be whole seconds, at least the timeout and a minute ({self.timeout:g} + "
                              f"{RECORDS_MARGIN} s: the report reads every task's record when the run ends) and at "
                              f"most {MAX_TTL}, not {self.result_ttl!r}")

@@ -28,6 +28,10 @@ from .tree import MISSING, ancestors, from_leaves, leaves_under, state_from_fiel
 from .types import ChangeOutcome, ChangeStatus, StateChange, StateChangeType, StateSnapshot
 
 DEFAULT_OUTCOME_TTL = 24 * 3600
+# Changes kept per agent for subscribers catching up (about 1 KB each with their old and
+# new values): 100,000 let a thousand-agent simulation hold gigabytes of history.
+DEFAULT_LOG_MAXLEN = 1_000
+BATCH_LIMIT = 1000
 
 
 def outcome_ttl_of(value: Optional[int]) -> int:
@@ -48,12 +52,6 @@ def outcome_ttl_of(value: Optional[int]) -> int:
         raise ValueError(f"{source} must be whole seconds from {shortest} (how long a write may be repeated: the "
                          f"socket timeout and PIANO_REDIS_RETRY_SECONDS) to {MAX_TTL}, not {value!r}")
     return int(value)
-
-
-# Changes kept per agent for subscribers catching up (about 1 KB each with their old and
-# new values): 100,000 let a thousand-agent simulation hold gigabytes of history.
-DEFAULT_LOG_MAXLEN = 1_000
-BATCH_LIMIT = 1000
 
 
 @dataclass
