@@ -186,6 +186,11 @@ class EmbeddedRedis:
             # (one listpack) only while every value fits this bound (64 bytes by default).
             # Also recommended for a production Redis (README, Performance).
             "hash-max-ziplist-value 256",
+            # Each agent's change log is a stream of entries of ~0.5 KB. Redis 7 gives a new
+            # stream node 4 KB at once and closes a node at this size: at the default 4 KB
+            # a log of a dozen entries spans three nodes, the last mostly empty; at 8 KB it
+            # is one, and a long log has half the nodes (README, Performance).
+            "stream-node-max-bytes 8192",
         )))
         try:
             subprocess.run([binary, str(config)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

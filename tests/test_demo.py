@@ -63,38 +63,45 @@ def test_demo_completes_every_tick_when_a_worker_is_killed(redis_url):
     assert report["agent_steps"] == 8 * 4
 
 
-def test_demo_runs_on_external_workers(redis_url, redis_client):
+@pytest.mark.parametrize("result_ttl", [0, 120])
+def test_demo_runs_on_external_workers(redis_url, redis_client, result_ttl):
     from support.workers import WorkerProcess
 
     worker = WorkerProcess(redis_url, concurrency=8)
     try:
-        config = DemoConfig(agents=4, ticks=2, external_workers=True, report_path=None, timeout=120)
+        config = DemoConfig(agents=4, ticks=2, external_workers=True, report_path=None, timeout=120,
+                            result_ttl=result_ttl)
         run = DemoRun(config, redis_url=redis_url)
         report = run.run()
         assert report["tasks_by_status"] == {"completed": 4 * 2 * 5}
         assert report["slots"] == 8
-        # A run's records stay an hour, not PIANO_RESULT_TTL's day: runs repeated on one
-        # Redis do not pile up (each 1,000-agent run leaves ~25,000 records).
-        assert report["config"]["result_ttl"] == 3600
+        # The report comes from the tasks' events whether or not their records stay:
+        # every task's times, and the model time of those that called the model.
+        assert report["tasks_without_event"] == 0 and report["agent_steps"] == 4 * 2
+        assert report["model_calls"] > 0 and 0 < report["oracle_seconds"] <= report["wall_seconds"]
+        assert all(s["started_at"] <= s["ended_at"] for s in run.statuses.values())
+        assert report["config"]["result_ttl"] == result_ttl
         ttls = [redis_client.ttl(f"rq:job:{t}") for t in run.task_ids]
-        assert all(3000 < t <= 3600 for t in ttls), sorted(ttls)[:3]
+        if result_ttl:
+            assert all(60 < t <= result_ttl for t in ttls), sorted(ttls)[:3]
+        else:  # nothing left behind by default: a 1,000-agent run would keep ~25,000 records
+            assert set(ttls) == {-2}
     finally:
         worker.stop()
 
 
-def test_the_demo_keeps_its_records_at_least_as_long_as_it_may_run(tmp_path):
-    assert DemoConfig().records_ttl == 3600
-    assert DemoConfig(timeout=7200).records_ttl == 7260
-    assert DemoConfig(timeout=60, result_ttl=120).records_ttl == 120
-    assert DemoConfig(timeout=float("inf")).records_ttl is None  # no deadline: PIANO_RESULT_TTL
-    DemoConfig(timeout=60, result_ttl=120).validate()
-    for timeout, ttl in ((900, 60), (900, 900), (60, 2**31), (60, 100.0)):
-        with pytest.raises(ValueError, match="at least the timeout and a minute"):
-            DemoConfig(timeout=timeout, result_ttl=ttl).validate()
+def test_the_demo_keeps_records_for_a_ttl_from_0_and_a_handed_off_one_until_the_run_may_end(tmp_path):
+    assert DemoConfig().result_ttl == 0
+    assert DemoConfig().handoff_ttl == 3600
+    assert DemoConfig(timeout=7200).handoff_ttl == 7260
+    assert DemoConfig(timeout=float("inf")).handoff_ttl is None  # no deadline: PIANO_RESULT_TTL
+    DemoConfig(timeout=60, result_ttl=0).validate()
+    for ttl in (-1, 2**31, 100.5, "60"):
+        with pytest.raises(ValueError, match="result ttl must be whole seconds from 0"):
+            DemoConfig(result_ttl=ttl).validate()
     env = {k: v for k, v in os.environ.items() if k not in ("PIANO_REDIS_URL", "REDIS_URL")}
     env["PIANO_HOME"] = str(tmp_path / ".piano")
-    result = _cli(["demo", "--result-ttl", "60", "--timeout", "900"], env, tmp_path, timeout=60)
+    result = _cli(["demo", "--result-ttl", "-1"], env, tmp_path, timeout=60)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith(
-        "error: --result-ttl (60) must be at least --timeout and a minute")
+    assert "--result-ttl" in result.stderr and "-1" in result.stderr
     assert not (tmp_path / ".piano").exists()  # refused before any Redis was started

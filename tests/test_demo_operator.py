@@ -27,7 +27,8 @@ def _left_waiting(redis_url: str) -> list[dict]:
 def test_a_timed_out_demo_cancels_its_tasks_and_prints_one_error_line(redis_url, redis_client):
     # No worker runs: nothing can finish, the run times out.
     result = piano_dist(["demo", "--external-workers", "--agents", "2", "--ticks", "2", "--timeout", "2",
-                         "--progress-interval", "0.5", "--report", "", "--seed", "3", "--llm-latency", "0.2"],
+                         "--progress-interval", "0.5", "--report", "", "--seed", "3", "--llm-latency", "0.2",
+                         "--result-ttl", "600"],  # records kept, to see that each was cancelled
                         redis_url, timeout=120)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr and not result.stdout.strip(), result
@@ -48,7 +49,7 @@ def test_a_timed_out_demo_cancels_its_tasks_and_prints_one_error_line(redis_url,
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupted_demo_cancels_its_tasks(redis_url, redis_client, signum):
     proc = subprocess.Popen([piano_dist_path(), "demo", "--external-workers", "--agents", "3", "--ticks", "2",
-                             "--report", ""], env=worker_env(redis_url), stdout=subprocess.PIPE,
+                             "--report", "", "--result-ttl", "600"], env=worker_env(redis_url), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         wait_until(lambda: redis_client.llen("rq:queue:piano.critical") > 0 or proc.poll() is not None,

@@ -47,6 +47,19 @@ def test_embedded_redis_requires_its_password_and_listens_on_loopback_only(home,
     client.close()
 
 
+def test_embedded_redis_keeps_task_records_and_agent_logs_compact(home, tmp_path):
+    """The settings README's Performance section recommends: a task record stays one
+    listpack, an agent's change log of a dozen ~0.5 KB entries one stream node."""
+    _, env = home
+    client = redis.Redis.from_url(_cli(["redis", "start"], env, tmp_path))
+    assert int(client.config_get("hash-max-ziplist-value")["hash-max-ziplist-value"]) == 256
+    assert int(client.config_get("stream-node-max-bytes")["stream-node-max-bytes"]) == 8192
+    for n in range(14):
+        client.xadd("log", {"old": "o" * 250, "new": "n" * 250, "n": n})
+    assert client.xinfo_stream("log")["radix-tree-keys"] == 1
+    client.close()
+
+
 def _cmdline_of_server(home_dir) -> list[str]:
     pid = int((home_dir / "redis.pid").read_text().strip())
     with open(f"/proc/{pid}/cmdline", "rb") as fh:

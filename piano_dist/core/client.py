@@ -31,7 +31,9 @@ _STATUS_FIELDS = ("piano_status", "piano_module", "piano_method", "piano_priorit
                   "started_at", "ended_at", "worker_name", "piano_result", "piano_error",
                   "piano_attempts", "piano_wait_reason", "piano_timeout", "piano_agent",
                   "piano_cancel", "piano_last_loss", "piano_model_ms", "piano_model_calls", "origin")
-_SUBMIT_CHUNK = 500  # tasks per task_submit_many call: Redis is busy a few ms per call
+# Tasks per task_submit_many call: Redis is busy a few ms per call. A submit_many of at
+# most this many specs is one script, so no task of it can end before all are stored.
+SUBMIT_CHUNK = 500
 _EXISTS_CHUNK = 1000  # keys per EXISTS of submit_many's pre-check
 
 
@@ -169,14 +171,14 @@ class TaskClient:
                 self.events.add_task_callback(t.task_id, t.callback)
         submit = self.tasks.submit
         submission = os.urandom(4).hex()  # tells this call's tasks from another submitter's
-        chunks = [prepared[start:start + _SUBMIT_CHUNK] for start in range(0, len(prepared), _SUBMIT_CHUNK)]
+        chunks = [prepared[start:start + SUBMIT_CHUNK] for start in range(0, len(prepared), SUBMIT_CHUNK)]
 
         def fill(pipe) -> None:
             for chunk in chunks:
                 submit(chunk, 0, submission, client=pipe)
 
         results = pipelined(self.connection, fill, f"submit of {len(prepared)} task(s)")
-        for start, chunk, result in zip(range(0, len(prepared), _SUBMIT_CHUNK), chunks, results):
+        for start, chunk, result in zip(range(0, len(prepared), SUBMIT_CHUNK), chunks, results):
             if isinstance(result, redis.ResponseError) and is_transient(result):
                 # Redis did not run this chunk (BUSY, OOM, …): send it again on its own,
                 # under the client's retry policy.

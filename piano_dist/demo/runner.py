@@ -20,14 +20,16 @@ from ..connection import connection_url
 from ..llm.report import llm_report, llm_snapshot
 from ..manager import ConcurrentModuleManager
 from ..state.store import StateStore
+from .journal import RunJournal
 from .oracle import model_oracle
 from .timeline import timeline_data, write_timeline
 from .workload import Workload, agent_ids, summarise_statuses
 
-# How long a run's task records stay by default (DemoConfig.result_ttl): repeated runs
-# on one Redis would otherwise keep every run's records for PIANO_RESULT_TTL's day.
-DEFAULT_RECORDS_TTL = 3600
-RECORDS_MARGIN = 60  # seconds a record outlives the run's timeout: cancelling and the report come after it
+# How long a task whose dependent comes in a later submission keeps its record when the
+# run keeps none (Workload.handoff_ttl): until that submission, at the latest when the
+# run gives up, plus a margin.
+DEFAULT_HANDOFF_TTL = 3600
+RECORDS_MARGIN = 60  # seconds a record outlives the run's timeout
 
 # Statuses a task ends in (TaskStatus.is_terminal), as the group counters name them.
 TERMINAL = ("completed", "failed", "timed_out", "cancelled", "dependency_failed")
@@ -46,25 +48,20 @@ class DemoConfig:
     report_path: str | None = "piano-demo-report.json"
     timeline_path: str | None = None
     worker_env: dict = field(default_factory=dict)
-    # Seconds each task's record stays once it ends; None: an hour, or the timeout and a
-    # minute when that is longer. The report reads every record when the run ends (a
-    # timed-out run, after cancelling), so the earliest must outlive the whole run.
-    result_ttl: int | None = None
+    # Seconds each task's record stays once it ends. 0 (the default): none is kept, the
+    # report is built from the tasks' "finished" events (demo/journal.py); more keeps
+    # them for looking at (rq-dashboard, `piano-dist task show`).
+    result_ttl: int = 0
 
     @property
-    def shortest_records_ttl(self) -> float:
-        """The least ``result_ttl`` the run accepts: its timeout and a minute."""
-        return self.timeout + RECORDS_MARGIN
-
-    @property
-    def records_ttl(self) -> int | None:
-        """The TTL the run's tasks get; None (PIANO_RESULT_TTL) when the run has no
-        deadline that a TTL could outlast."""
-        if self.result_ttl is not None:
-            return self.result_ttl
-        if not math.isfinite(self.timeout) or self.shortest_records_ttl > MAX_TTL:
+    def handoff_ttl(self) -> int | None:
+        """The least TTL of a task whose dependent a later submission names: an hour, or
+        the timeout and a minute when that is longer; None (PIANO_RESULT_TTL) when the run
+        has no deadline that a TTL could outlast."""
+        outlast = self.timeout + RECORDS_MARGIN
+        if not math.isfinite(outlast) or outlast > MAX_TTL:
             return None
-        return max(DEFAULT_RECORDS_TTL, math.ceil(self.shortest_records_ttl))
+        return max(DEFAULT_HANDOFF_TTL, math.ceil(outlast))
 
     def validate(self) -> None:
         for name in ("agents", "ticks", "workers", "concurrency"):
@@ -75,11 +72,8 @@ class DemoConfig:
             raise ValueError("workers must be at least 1 unless --external-workers is given")
         if self.llm_latency < 0:
             raise ValueError(f"llm latency must be ≥ 0 seconds, not {self.llm_latency!r}")
-        if self.result_ttl is not None and (not is_whole(self.result_ttl) or self.result_ttl > MAX_TTL
-                                            or self.result_ttl < self.shortest_records_ttl):
-            raise ValueError(f"result ttl must be whole seconds, at least the timeout and a minute ({self.timeout:g} + "
-                             f"{RECORDS_MARGIN} s: the report reads every task's record when the run ends) and at "
-                             f"most {MAX_TTL}, not {self.result_ttl!r}")
+        if not is_whole(self.result_ttl) or not 0 <= self.result_ttl <= MAX_TTL:
+            raise ValueError(f"result ttl must be whole seconds from 0 to {MAX_TTL}, not {self.result_ttl!r}")
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -98,7 +92,8 @@ class DemoRun:
         self.connection = self.manager.connection
         self.prefix = self.manager.keys.prefix
         self.workload = Workload(f"demo{config.seed}-{uuid.uuid4().hex[:6]}", agent_ids(config.agents),
-                                 config.ticks, config.seed, result_ttl=config.records_ttl)
+                                 config.ticks, config.seed, result_ttl=config.result_ttl,
+                                 handoff_ttl=config.handoff_ttl)
         self.worker_procs: list[subprocess.Popen] = []
         self.worker_names: list[str] = []
         self.task_ids: list[str] = []
@@ -110,6 +105,9 @@ class DemoRun:
         self._started = 0.0
         self._started_epoch = 0.0  # the wall clock at _started: task times are epoch seconds
         self.statuses: dict[str, dict | None] = {}
+        self._without_event = 0
+        self.ended_counts: dict[str, int] = {}  # the run's group counters at the last read
+        self.journal = RunJournal(self.connection, self.manager.keys.events_channel)
         self.timeline_written = False
         self._llm_before: dict[str, float] = {}
 
@@ -194,11 +192,13 @@ class DemoRun:
         self.workload.register_modules(self.manager.client.registry, self.prefix)
 
     def submit(self) -> None:
-        specs = self.workload.specs()
+        batches = self.workload.batches()
         # The ids are the run's own, known before anything is sent: an interrupt during
         # the submission still finds every task it may have stored, to cancel it.
-        self.task_ids = [spec.task_id for spec in specs]
-        self.manager.submit_many(specs)
+        self.task_ids = [spec.task_id for batch in batches for spec in batch]
+        self.journal.expect(self.task_ids)
+        for batch in batches:  # each one script: none of its tasks ends before all are stored
+            self.manager.submit_many(batch)
 
     def follow(self, on_progress: Callable[[int, int], None] | None = None) -> None:
         """Block until every task has ended: one read of the run's group counters (and of
@@ -212,7 +212,8 @@ class DemoRun:
                 pipe.hmget(group_key, *TERMINAL)
                 pipe.get(llm_key)
                 ended_counts, in_flight = pipe.execute()
-            done = sum(int(c or 0) for c in ended_counts)
+            self.ended_counts = {status: int(c or 0) for status, c in zip(TERMINAL, ended_counts)}
+            done = sum(self.ended_counts.values())
             in_flight = int(in_flight or 0)
             self.samples.append((round(time.monotonic() - self._started, 3), in_flight, done))
             self.llm_in_flight_peak = max(self.llm_in_flight_peak, in_flight)
@@ -252,11 +253,14 @@ class DemoRun:
         return counts
 
     def report(self, wall: float, workers_cpu: float, redis_after: dict[str, float]) -> dict[str, Any]:
-        self.statuses = statuses = self.manager.client.get_statuses(self.task_ids)
-        by_status: dict[str, int] = {}
-        for st in statuses.values():
-            status = st["status"] if st else "missing"
-            by_status[status] = by_status.get(status, 0) + 1
+        self.journal.wait_for_all(timeout=5.0)
+        self.statuses = statuses = self._statuses()
+        # Counted by the run's group, which every way a task ends adds to: not by the
+        # events, which a lost subscription can miss.
+        by_status = {status: n for status, n in self.ended_counts.items() if n}
+        unaccounted = len(self.task_ids) - sum(by_status.values())
+        if unaccounted:
+            by_status["missing"] = unaccounted
         timing = summarise_statuses(self.workload, statuses)
         latencies = timing["tick_latencies"]
         steps = len(latencies)
@@ -269,7 +273,7 @@ class DemoRun:
         return {
             "run_id": self.workload.run_id,
             "config": {**{k: v for k, v in asdict(self.config).items() if k != "worker_env"},
-                       "result_ttl": self.config.records_ttl},
+                       "handoff_ttl": self.config.handoff_ttl},
             "wall_seconds": round(wall, 3),
             "tasks": tasks,
             "tasks_by_status": by_status,
@@ -291,12 +295,25 @@ class DemoRun:
             "redis_commands_per_agent_step": round(commands / steps, 1) if steps else None,
             "redis_bytes_per_task": round(memory / tasks) if tasks else None,
             "redis_used_memory_bytes": int(redis_after["redis_used_memory"]),
+            # Tasks whose times came from their records, not their events (the journal's
+            # subscription was lost meanwhile); with no record kept they have no times.
+            "tasks_without_event": self._without_event,
             **counters,
             **self._work_done(),
             "llm_in_flight_peak": self.llm_in_flight_peak,
             "llm_in_flight_mean": round(statistics.fmean(s[1] for s in self.samples), 2) if self.samples else 0,
             "llm": llm_report(self.connection, self.manager.keys, self._llm_before),
         }
+
+    def _statuses(self) -> dict[str, dict | None]:
+        """Each task's status: from its "finished" event, else from its record (None
+        when neither: not ended, or ended while the journal was not subscribed)."""
+        statuses: dict[str, dict | None] = dict(self.journal.snapshot())
+        missed = [task_id for task_id in self.task_ids if task_id not in statuses]
+        self._without_event = len(missed)
+        if missed:
+            statuses.update(self.manager.client.get_statuses(missed))
+        return statuses
 
     def _slot_count(self) -> int:
         if not self.config.external_workers:
@@ -324,6 +341,7 @@ class DemoRun:
             if not self.config.external_workers:
                 self.start_workers()
             self._workers_cpu_before = self._worker_cpu(self.worker_names or self._live_workers())
+            self.journal.start()  # subscribed before any task is submitted
             self._baseline.update(self._redis_figures())
             self._started_epoch, self._started = time.time(), time.monotonic()
             started = self._started
@@ -340,6 +358,7 @@ class DemoRun:
             self._write_timeline_of_unfinished_run()
             raise
         finally:
+            self.journal.stop()
             if not self.config.external_workers:
                 self.stop_workers()
             self.workload.unregister_modules(self.manager.client.registry)
@@ -366,7 +385,7 @@ class DemoRun:
         if not (self.config.timeline_path and self._started and self.task_ids):
             return
         try:
-            self.statuses = self.manager.client.get_statuses(self.task_ids)
+            self.statuses = self._statuses()
             self.write_timeline(time.monotonic() - self._started)
         except Exception:  # noqa: BLE001 - the run's own error is the one to report
             pass

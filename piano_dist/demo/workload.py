@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..core.client import TaskSpec
+from ..core.client import SUBMIT_CHUNK, TaskSpec
 from ..core.registry import ModuleRegistry
 from ..core.types import Priority
 from ..enhanced_modules import (ConcurrentPlanningModule, DistributedReflectionModule,
@@ -49,7 +49,8 @@ class Workload:
     ticks: int
     seed: int
     world_name: str = "town"
-    result_ttl: int | None = None  # seconds each task's record stays once it ends (None: PIANO_RESULT_TTL)
+    result_ttl: int | None = 0  # seconds each task's record stays once it ends (None: PIANO_RESULT_TTL)
+    handoff_ttl: int | None = None  # the same, for a task whose dependent a later submission names
 
     def task_id(self, agent: str, tick: int, kind: str) -> str:
         return f"{self.run_id}-{agent}-t{tick}-{kind}"
@@ -105,33 +106,68 @@ class Workload:
                 prototype.shutdown()
 
     # --- the task graph ---------------------------------------------------------------
+    def batches(self, limit: int = SUBMIT_CHUNK) -> list[list[TaskSpec]]:
+        """Every task of the run in submissions of at most ``limit`` (each one script,
+        so none of its tasks can end before all of it is stored), parents first.
+
+        An agent's ticks go together, whole agents per submission where they fit. The
+        run's id is the tasks' group (its progress is one counter read); their return
+        values are not kept, and their records stay ``result_ttl`` seconds once they end
+        (0 by default: the report is built from the tasks' events, and nothing reads a
+        tick's record once its dependents are released). A task whose dependent comes in
+        a later submission keeps its record ``handoff_ttl`` seconds, so that the later
+        submission still finds it."""
+        per_agent = max(1, limit // len(STEPS))  # ticks of one agent in one submission
+        groups: list[list[tuple[str, int]]] = []  # (agent, tick) of each submission
+        current: list[tuple[str, int]] = []
+        for agent in self.agents:
+            ticks = [(agent, t) for t in range(self.ticks)]
+            if len(ticks) <= per_agent and len(current) + len(ticks) > per_agent:
+                groups.append(current)
+                current = []
+            while ticks:
+                room = per_agent - len(current)
+                current += ticks[:room]
+                ticks = ticks[room:]
+                if ticks:
+                    groups.append(current)
+                    current = []
+        if current:
+            groups.append(current)
+        batches = []
+        for group in groups:
+            members = set(group)
+            batches.append([spec for agent, tick in group
+                            for spec in self._tick_specs(agent, tick, next_tick_with=(agent, tick + 1) in members)])
+        return batches
+
     def specs(self) -> list[TaskSpec]:
-        """Every task of the run, parents first. The run's id is their group (its
-        progress is one counter read); their return values are not kept: the report
-        reads statuses and times, and nothing reads a tick's result once its
-        dependents have started. Their records stay ``result_ttl`` seconds once they
-        end: long enough for the report, not a day of every run."""
-        specs: list[TaskSpec] = []
-        for tick in range(self.ticks):
-            for agent in self.agents:
-                ids = {kind: self.task_id(agent, tick, kind) for kind in STEPS}
-                previous = [self.task_id(agent, tick - 1, "act")] if tick else None
-                goal_hint = ["what should I do next"]
-                common = {"group": self.run_id, "keep_result": False, "result_ttl": self.result_ttl}
-                specs += [
-                    TaskSpec(module_name("perceive", agent), "run", priority=STEPS["perceive"],
-                             dependencies=previous, task_id=ids["perceive"], **common),
-                    TaskSpec(module_name("plan", agent), "run", priority=STEPS["plan"],
-                             dependencies=[ids["perceive"]], task_id=ids["plan"], **common),
-                    TaskSpec(module_name("recall", agent), "run", kwargs={"focal_points": goal_hint},
-                             priority=STEPS["recall"], dependencies=[ids["perceive"]], task_id=ids["recall"],
-                             **common),
-                    TaskSpec(module_name("act", agent), "run", kwargs={"tick": tick}, priority=STEPS["act"],
-                             dependencies=[ids["plan"]], task_id=ids["act"], **common),
-                    TaskSpec(module_name("reflect", agent), "run", priority=STEPS["reflect"],
-                             dependencies=[ids["perceive"]], task_id=ids["reflect"], **common),
-                ]
-        return specs
+        """Every task of the run, parents first (the batches, one after the other)."""
+        return [spec for batch in self.batches() for spec in batch]
+
+    def _tick_specs(self, agent: str, tick: int, next_tick_with: bool) -> list[TaskSpec]:
+        ids = {kind: self.task_id(agent, tick, kind) for kind in STEPS}
+        previous = [self.task_id(agent, tick - 1, "act")] if tick else None
+        goal_hint = ["what should I do next"]
+        common = {"group": self.run_id, "keep_result": False, "result_ttl": self.result_ttl}
+        # The action is the one task with a dependent in another tick (the next perception).
+        handoff = tick + 1 < self.ticks and not next_tick_with
+        act_ttl = self.result_ttl
+        if handoff and act_ttl is not None and (self.handoff_ttl is None or act_ttl < self.handoff_ttl):
+            act_ttl = self.handoff_ttl
+        return [
+            TaskSpec(module_name("perceive", agent), "run", priority=STEPS["perceive"],
+                     dependencies=previous, task_id=ids["perceive"], **common),
+            TaskSpec(module_name("plan", agent), "run", priority=STEPS["plan"],
+                     dependencies=[ids["perceive"]], task_id=ids["plan"], **common),
+            TaskSpec(module_name("recall", agent), "run", kwargs={"focal_points": goal_hint},
+                     priority=STEPS["recall"], dependencies=[ids["perceive"]], task_id=ids["recall"],
+                     **common),
+            TaskSpec(module_name("act", agent), "run", kwargs={"tick": tick}, priority=STEPS["act"],
+                     dependencies=[ids["plan"]], task_id=ids["act"], **{**common, "result_ttl": act_ttl}),
+            TaskSpec(module_name("reflect", agent), "run", priority=STEPS["reflect"],
+                     dependencies=[ids["perceive"]], task_id=ids["reflect"], **common),
+        ]
 
     def unregister_modules(self, registry: ModuleRegistry) -> None:
         for kind in STEPS:

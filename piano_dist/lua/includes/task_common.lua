@@ -215,12 +215,19 @@ local function own_ttl(raw, default)
   return default
 end
 
+-- A number read back from Redis, or nil unless it is one cjson can encode (not inf or nan).
+local function finite(raw)
+  local n = tonumber(raw)
+  if n and n == n and n > -1e15 and n < 1e15 then return n end
+  return nil
+end
+
 -- Record a terminal outcome on a task that is not running (deferred/queued/running alike).
 -- `ttl`: the default result TTL; the task's own one wins (own_ttl).
 local function set_terminal(id, status, error, ts, ttl)
   local jk = job_key(id)
   local f = redis.call('HMGET', jk, 'origin', 'piano_status', 'piano_module', 'piano_attempts', 'group_id',
-    'piano_result_ttl')
+    'piano_result_ttl', 'started_at', 'worker_name', 'piano_model_ms', 'piano_model_calls')
   local origin, previous, module = f[1], f[2], f[3]
   ttl = own_ttl(f[6], ttl)
   set_status(jk, status, 'ended_at', iso(ts))
@@ -256,7 +263,10 @@ local function set_terminal(id, status, error, ts, ttl)
   -- not expire while a script runs, so the transition's later steps still read them).
   local keep_ms = ttl > 0 and ttl * 1000 or 1
   redis.call('PEXPIRE', jk, keep_ms)
-  publish('finished', id, {status = status, module = module, error = error})
+  -- The event carries the run's times and model figures, so that a follower of the
+  -- channel can account for a task whose record is not kept (a TTL of 0).
+  publish('finished', id, {status = status, module = module, error = error, ended_ms = ts,
+    started_at = f[7] or nil, worker = f[8] or nil, model_ms = finite(f[9]), model_calls = finite(f[10])})
 end
 
 local function allows_failure(child_id, parent_id)
