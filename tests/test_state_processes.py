@@ -185,23 +185,24 @@ def test_four_processes_500_proposals_each_on_the_same_paths(redis_url, redis_cl
 
     ids = [x.decode() for x in redis_client.lrange("test:swarm:ids", 0, -1)]
     assert len(ids) == len(set(ids)) == 2000
-    records = {}
-    for change_id in ids:
-        raw = redis_client.hgetall(store.change_prefix + change_id)
-        records[change_id] = {k.decode(): v.decode() for k, v in raw.items()}
-    statuses = {r["status"] for r in records.values()}
+    outcomes = {change_id: store.outcome(change_id) for change_id in ids}
+    statuses = {o.status.value for o in outcomes.values()}
     assert statuses == {"applied", "superseded"}, statuses  # every proposal settled, none lost
     assert main.get_state_metrics().conflicts_resolved > 0  # proposals really met in batches
     assert store.pending_count() == 0
 
-    # the resolver's answer: latest_wins -> the mood proposal that arrived last
-    moods = [(int(r["seq"]), json.loads(json.loads(r["leaves"])[""])) for r in records.values()
-             if r["path"] == "mood.level"]
-    assert main.get_value("mood.level") == max(moods)[1]
+    # the resolver's answer: latest_wins -> each superseded mood proposal names the one
+    # that won its batch, applied; the state holds the last applied one's value
+    applied = {i for i, o in outcomes.items() if o.status.value == "applied"}
+    for o in outcomes.values():
+        if o.path == "mood.level" and o.status.value == "superseded":
+            assert o.reason.startswith("superseded by ") and o.reason.split()[-1] in applied, o
+    moods = [e for e in store.read_log(count=10_000) if e.change.path == "mood.level"]
+    assert main.get_value("mood.level") == moods[-1].new
     # merge -> every tally proposal is in
     tally = main.get_value("tally")
     assert len(tally) == 1000
-    assert all(records[i]["status"] == "applied" for i in ids if records[i]["path"] == "tally")
+    assert all(o.status.value == "applied" for o in outcomes.values() if o.path == "tally")
 
     # the log holds every applied change exactly once, in version order
     log = redis_client.xrange(store.log, "-", "+")
@@ -209,7 +210,6 @@ def test_four_processes_500_proposals_each_on_the_same_paths(redis_url, redis_cl
     versions = [int(f[b"version"]) for _, f in log]
     assert versions == list(range(1, len(versions) + 1))
     assert len(logged) == len(set(logged))
-    applied = {i for i, r in records.items() if r["status"] == "applied"}
     assert set(logged) == applied
     main.shutdown()
 

@@ -396,3 +396,63 @@ def test_an_outcome_ttl_that_is_not_whole_seconds_in_range_is_refused(redis_clie
     # Never shorter than a write may be repeated: a 5 s socket timeout and 30 s of retries.
     with pytest.raises(ValueError, match=f"{named} must be whole seconds from 35 "):
         StateCoordinator({"name": "ttl-bad"}, connection=redis_client, outcome_ttl=own)
+
+
+# --- how outcomes are stored --------------------------------------------------------------------
+def test_an_outcome_is_one_short_string_and_keeps_no_proposal(coord, redis_client):
+    """A long simulation keeps one outcome per change: a JSON array string in one
+    allocation, not a hash that also kept the proposal's value (its leaves)."""
+    c = coord({"name": "compact", "mood": 1}, SyncPolicy.ON_DEMAND)
+    change = c.propose_change("m1", "mood", "x" * 500)
+    key = c.store.change_prefix + change
+    assert redis_client.type(key) == b"hash"  # pending: the proposal itself
+    assert c.get_change_status(change).status is ChangeStatus.PENDING
+    c.apply_changes()
+    assert redis_client.type(key) == b"string"
+    assert json.loads(redis_client.get(key)) == ["applied", "", 3, "mood", "m1"]  # name, mood, then this
+    assert 0 < redis_client.ttl(key) <= 86_400
+    outcome = c.get_change_status(change)
+    assert (outcome.status, outcome.version, outcome.path, outcome.module_id) == (ChangeStatus.APPLIED, 3, "mood", "m1")
+
+
+def test_an_outcome_an_earlier_version_stored_as_a_hash_is_still_read(coord, redis_client):
+    c = coord({"name": "old-outcome", "mood": 1})
+    key = c.store.change_prefix + "c-old"
+    redis_client.hset(key, mapping={"status": "applied", "reason": "", "version": "7", "path": "mood",
+                                    "module": "m1", "done_ts": "1"})
+    outcome = c.get_change_status("c-old")
+    assert (outcome.status, outcome.version, outcome.module_id) == (ChangeStatus.APPLIED, 7, "m1")
+    # a transaction repeated after its reply was lost finds it applied either way
+    assert c.store.apply_atomic([{"id": "c-old", "module": "m1", "path": "mood", "type": "update",
+                                  "leaves": {"": "2"}, "priority": 0, "meta": "{}", "tx": ""}]) == [("c-old", 7)]
+    assert c.get_value("mood") == 1  # nothing applied twice
+    assert c.get_change_status("no-such-change") is None
+
+
+@pytest.mark.parametrize("junk", [b"[", b'["applied"]', b'{"status": "applied"}', b'["done", "", 1, "a", "m"]',
+                                  b'["applied", "", 1.5, "a", "m"]', b'["applied", 3, 1, "a", "m"]'])
+def test_an_outcome_record_that_is_not_ours_is_refused_by_name(coord, redis_client, junk):
+    c = coord({"name": "junk-outcome"})
+    redis_client.set(c.store.change_prefix + "c-junk", junk)
+    with pytest.raises(StateWriteError, match="outcome record of change 'c-junk' is not one piano-dist wrote"):
+        c.get_change_status("c-junk")
+
+
+def test_a_pending_id_whose_record_is_not_a_proposal_is_dropped_not_an_error(coord, redis_client):
+    c = coord({"name": "stray-pending", "mood": 1}, SyncPolicy.ON_DEMAND)
+    real = c.propose_change("m1", "mood", 2)
+    redis_client.zadd(c.store.pending, {"stray": 0})
+    redis_client.set(c.store.change_prefix + "stray", '["applied", "", 1, "mood", "m1"]')
+    assert [ch.change_id for ch in c.store.pending_changes()] == [real]
+    c.apply_changes()
+    assert c.get_value("mood") == 2 and c.store.pending_count() == 0
+
+
+def test_a_restore_rejects_pending_changes_with_compact_outcomes(coord, redis_client):
+    c = coord({"name": "restore-outcome", "mood": 1}, SyncPolicy.ON_DEMAND)
+    snap = c.create_snapshot()
+    change = c.propose_change("m2", "mood", 5)
+    assert c.restore_snapshot(snap)
+    assert json.loads(redis_client.get(c.store.change_prefix + change)) == [
+        "rejected", f"snapshot_restored: {snap}", None, "mood", "m2"]
+    assert c.get_change_status(change).status is ChangeStatus.REJECTED

@@ -47,6 +47,12 @@
   Every applied change bumps the state version, stamps it on its path and the path's
   ancestors, is appended to the log and the channel gets a PUBLISH.
 
+  A change's record (<base>:change:<id>) is a hash while it is pending (what
+  state_propose stored); its outcome replaces it with one string, a JSON array
+  [status, reason, version | null, path, module], kept ARGV[6] seconds (one allocation
+  instead of a hash's: a long simulation keeps one per change). A hash holding
+  status/version is an outcome an earlier version wrote, still read.
+
   Output:
     batch    {applied, conflicts, still pending, id, status, reason, version, ...}
     atomic   {"ok", id, version, ...} | {"conflict", detail, ...} | {"rejected", detail}
@@ -181,10 +187,23 @@ local function record(c, old, new)
 end
 
 local function outcome(c, status, reason, version)
-  local k = CHANGE .. c.id
-  redis.call('HSET', k, 'status', status, 'reason', reason or '', 'version', version or '',
-    'path', c.path, 'module', c.module, 'done_ts', tostring(NOW_MS))
-  redis.call('EXPIRE', k, TTL)
+  redis.call('SET', CHANGE .. c.id, cjson.encode({status, reason or '', version or cjson.null, c.path or '',
+    c.module or ''}), 'EX', TTL)
+end
+
+-- The status and version a change's record holds, or nil: read back from Redis, so a
+-- record that is neither form is taken as no outcome.
+local function recorded(id)
+  local k = CHANGE .. id
+  local kind = redis.call('TYPE', k).ok
+  if kind == 'string' then
+    local ok, v = pcall(cjson.decode, redis.call('GET', k))
+    if ok and type(v) == 'table' and type(v[1]) == 'string' then return v[1], tonumber(v[3]) end
+  elseif kind == 'hash' then
+    local f = redis.call('HMGET', k, 'status', 'version')
+    return f[1] or nil, tonumber(f[2])
+  end
+  return nil
 end
 
 local function check_fence()
@@ -215,9 +234,10 @@ if MODE == 'batch' then
   local groups, order = {}, {}
   for _, id in ipairs(ids) do
     if not only or only[id] then
-      local raw = redis.call('HGETALL', CHANGE .. id)
-      if #raw == 0 then
-        redis.call('ZREM', PENDING, id)  -- record gone (cannot happen unless deleted by hand)
+      local raw = redis.pcall('HGETALL', CHANGE .. id)
+      if raw.err or #raw == 0 then
+        -- Record gone, or not a pending one (cannot happen unless changed by hand).
+        redis.call('ZREM', PENDING, id)
       else
         local r = {}
         for i = 1, #raw, 2 do r[raw[i]] = raw[i + 1] end
@@ -368,11 +388,12 @@ elseif MODE == 'atomic' then
   local changes = cjson.decode(ARGV[8])
   -- A call sent again after its reply was lost (the client's retry policy does that)
   -- finds its changes applied: answer as the first call did, apply nothing twice.
-  if changes[1] and redis.call('HGET', CHANGE .. changes[1].id, 'status') == 'applied' then
+  if changes[1] and recorded(changes[1].id) == 'applied' then
     local out = {'ok'}
     for _, c in ipairs(changes) do
+      local _, version = recorded(c.id)
       out[#out + 1] = c.id
-      out[#out + 1] = tonumber(redis.call('HGET', CHANGE .. c.id, 'version'))
+      out[#out + 1] = version or false  -- nil would end the reply list early
     end
     return out
   end
@@ -481,10 +502,9 @@ elseif MODE == 'restore' then
   end
   local pending = redis.call('ZRANGE', PENDING, 0, -1)
   for _, id in ipairs(pending) do
-    local k = CHANGE .. id
-    redis.call('HSET', k, 'status', 'rejected', 'reason', 'snapshot_restored: ' .. sid,
-      'done_ts', tostring(NOW_MS))
-    redis.call('EXPIRE', k, TTL)
+    local f = redis.pcall('HMGET', CHANGE .. id, 'path', 'module')
+    if f.err then f = {} end
+    outcome({id = id, path = f[1] or nil, module = f[2] or nil}, 'rejected', 'snapshot_restored: ' .. sid, nil)
   end
   redis.call('DEL', PENDING)
   redis.call('HINCRBY', STATS, 'total_changes', written)

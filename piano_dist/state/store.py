@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping, Optional
 
 import redis
 
-from ..arguments import MAX_TTL, is_number
+from ..arguments import MAX_TTL, is_number, is_whole
 from ..connection import SOCKET_TIMEOUT, get_connection
 from ..errors import StateConflictError, StateWriteError, UnknownSnapshotError
 from ..keys import Keys
@@ -163,10 +163,11 @@ class StateStore:
         with self.conn.pipeline(transaction=False) as pipe:
             for change_id in ids:
                 pipe.hgetall(self.change_prefix + change_id)
-            records = pipe.execute()
+            # A change decided since the ZRANGE holds its outcome, a string: WRONGTYPE here.
+            records = pipe.execute(raise_on_error=False)
         changes = []
         for change_id, raw in zip(ids, records):
-            if raw:
+            if raw and isinstance(raw, dict):
                 changes.append(self._change_from_record(change_id, {as_text(k): as_text(v) for k, v in raw.items()}))
         return changes
 
@@ -183,14 +184,26 @@ class StateStore:
         )
 
     def outcome(self, change_id: str) -> Optional[ChangeOutcome]:
-        raw = self.conn.hgetall(self.change_prefix + change_id)
-        if not raw:
-            return None
-        r = {as_text(k): as_text(v) for k, v in raw.items()}
-        return ChangeOutcome(
-            change_id=change_id, status=ChangeStatus(r.get("status", "pending")), reason=r.get("reason", ""),
-            version=int(r["version"]) if r.get("version") else None, path=r.get("path"), module_id=r.get("module"),
-        )
+        """The change's outcome, PENDING while it waits, or None for an unknown id. One
+        round trip whichever form the record has: an outcome (a string, state_apply.lua)
+        or a hash (pending, or an outcome an earlier version wrote)."""
+        key = self.change_prefix + change_id
+        with self.conn.pipeline(transaction=False) as pipe:
+            pipe.get(key)
+            pipe.hgetall(key)
+            text, fields = pipe.execute(raise_on_error=False)  # one of the two is WRONGTYPE
+        if isinstance(text, bytes):
+            return outcome_from_text(change_id, text)
+        if isinstance(fields, dict) and fields:
+            r = {as_text(k): as_text(v) for k, v in fields.items()}
+            return ChangeOutcome(
+                change_id=change_id, status=ChangeStatus(r.get("status", "pending")), reason=r.get("reason", ""),
+                version=int(r["version"]) if r.get("version") else None, path=r.get("path"),
+                module_id=r.get("module"))
+        for reply in (text, fields):
+            if isinstance(reply, Exception) and not str(reply).startswith("WRONGTYPE"):
+                raise reply
+        return None
 
     # --- transitions ---------------------------------------------------------------
     def _apply_keys(self, snapshot_id: str = "") -> list[str]:
@@ -227,7 +240,7 @@ class StateStore:
         return result
 
     def apply_atomic(self, changes: list[dict[str, Any]], fence: Optional[tuple[str, int]] = None,
-                     transaction_id: Optional[str] = None) -> list[tuple[str, int]]:
+                     transaction_id: Optional[str] = None) -> list[tuple[str, Optional[int]]]:
         """Apply all ``changes`` in order, or none; returns (change id, version) pairs."""
         reply = self._apply("atomic", changes, fence)
         status = as_text(reply[0])
@@ -242,7 +255,10 @@ class StateStore:
             raise StateWriteError(
                 f"{what} for agent {self.agent_id!r} aborted, nothing applied: {as_text(reply[1])}")
         rest = reply[1:]
-        return [(as_text(rest[i]), int(rest[i + 1])) for i in range(0, len(rest), 2)]
+        # A repeat of an applied call reads the versions back from the outcomes: one
+        # lost meanwhile (expired, or changed by hand) has none.
+        return [(as_text(rest[i]), int(rest[i + 1]) if rest[i + 1] is not None else None)
+                for i in range(0, len(rest), 2)]
 
     def init(self, items: list[dict[str, Any]]) -> int:
         return int(self._apply("init", items))
@@ -345,6 +361,21 @@ class StateStore:
 def _num(text: str) -> int | float:
     value = float(text)
     return int(value) if value.is_integer() else value
+
+
+def outcome_from_text(change_id: str, text: bytes) -> ChangeOutcome:
+    """An outcome as state_apply.lua stores it: [status, reason, version | null, path,
+    module]. Read back from Redis, so anything else is refused by name."""
+    try:
+        status, reason, version, path, module = json.loads(text)
+        if not (isinstance(reason, str) and isinstance(path, str) and isinstance(module, str)
+                and (version is None or is_whole(version))):
+            raise ValueError
+        return ChangeOutcome(change_id=change_id, status=ChangeStatus(status), reason=reason, version=version,
+                             path=path or None, module_id=module or None)
+    except (ValueError, TypeError):
+        raise StateWriteError(f"the outcome record of change {change_id!r} is not one piano-dist wrote: "
+                              f"{text[:80]!r}") from None
 
 
 def parse_log_entry(log_id: str, raw: Mapping[Any, Any]) -> LogEntry:
