@@ -114,8 +114,36 @@ def test_several_nodes_are_one_write_and_a_dedupe_key_adds_once(redis_url, redis
     assert [n.node_count for n in nodes] == [1, 2, 3, 4, 5] and len(mem) == 5
     first = mem.add_event(T0, None, "a", "is", "walking", "a is walking", ["walk"], 3, None, None, dedupe="a:t0:act")
     again = mem.add_event(T0, None, "a", "is", "walking", "a is walking", ["walk"], 3, None, None, dedupe="a:t0:act")
-    assert again.node_id == first.node_id and len(mem) == 6
+    assert again.node_id == first.node_id and again.node_count == first.node_count == 6 and len(mem) == 6
     assert mem.poignancy_total() == pytest.approx(1 + 2 + 3 + 4 + 5 + 3)
+
+
+def test_a_node_stores_neither_its_id_nor_its_count_which_its_field_names(redis_url, redis_client):
+    import json
+
+    mem = AssociativeMemory(agent_id="a")
+    node = event(mem, 0, "a is x", ["x"], 3)
+    body = json.loads(redis_client.hget(mem._key("nodes"), node.node_id))
+    assert node.node_id == "node_1" and "node_id" not in body and "node_count" not in body
+    assert body["type_count"] == 1
+    assert mem.get_node("node_1").node_count == 1 and mem.seq_event[0].node_id == "node_1"
+
+
+def test_a_node_an_earlier_version_stored_with_its_id_and_count_is_still_read(redis_url, redis_client):
+    import json
+
+    mem = AssociativeMemory(agent_id="a")
+    old = {"node_id": "node_1", "node_count": 1, "type_count": 1, "node_type": "event",
+           "created": T0.isoformat(), "subject": "a", "predicate": "is", "object": "old",
+           "description": "a is old", "poignancy": 2, "keywords": ["old"], "dedupe": "a:old"}
+    redis_client.hset(mem._key("nodes"), "node_1", json.dumps(old))
+    redis_client.hset(mem._key("dedupe"), "a:old", "node_1")
+    redis_client.set(mem._key("seq"), 1)
+    stored = mem.get_node("node_1")
+    assert (stored.node_id, stored.node_count, stored.description) == ("node_1", 1, "a is old")
+    again = mem.add_event(T0, None, "a", "is", "old", "a is old", ["old"], 2, None, None, dedupe="a:old")
+    assert (again.node_id, again.node_count) == ("node_1", 1)
+    assert event(mem, 1, "a is new", ["new"], 3).node_count == 2
 
 
 def test_vectors_are_stored_packed_not_as_json(redis_url, redis_client):
@@ -133,9 +161,9 @@ def test_retrieval_scores_a_bounded_candidate_set_of_a_large_memory(redis_url, m
     built = []
     original = AssociativeMemory._node
 
-    def counting(self, data, last_accessed):
-        built.append(data["node_id"])
-        return original(self, data, last_accessed)
+    def counting(self, data, last_accessed, node_id):
+        built.append(node_id)
+        return original(self, data, last_accessed, node_id)
 
     monkeypatch.setattr(AssociativeMemory, "_node", counting)
     ranked = mem.retrieve_scored("violin concert", 3)

@@ -29,7 +29,8 @@
   ARGV[4]  max_nodes
   ARGV[5…] one group of 9 per node:
            node type (event | thought | chat),
-           node body: JSON object without node_id/node_count/type_count (spliced in),
+           node body: JSON object without type_count (spliced in; node_id is the
+           field and names node_count, so neither is stored),
            JSON list of keywords (lower case, distinct),
            embedding key ('' = the node has none of its own and uses no vector),
            packed vector, '' when none is given,
@@ -60,15 +61,17 @@ for g = 5, #ARGV, GROUP do
   local earlier = dedupe ~= '' and redis.call('HGET', base .. ':dedupe', dedupe)
   if earlier then
     local raw = redis.call('HGET', nodes, earlier)
-    local node = raw and cjson.decode(raw) or {node_count = 0, type_count = 0}
-    out[#out + 1] = {earlier, node.node_count, node.type_count}
+    local node = raw and cjson.decode(raw) or {type_count = 0}
+    -- A node's number is in its id (nodes stored by earlier versions also hold it).
+    out[#out + 1] = {earlier, node.node_count or tonumber(string.match(earlier, '^node_(%d+)$')) or 0,
+      node.type_count}
   else
     local node_count = redis.call('INCR', seq)
     local node_id = 'node_' .. node_count
     local type_seq = base .. ':bytype:' .. node_type
     local type_count = redis.call('ZCARD', type_seq) + 1
-    redis.call('HSET', nodes, node_id, '{"node_id":"' .. node_id .. '","node_count":' .. node_count ..
-      ',"type_count":' .. type_count .. ',' .. string.sub(body, 2))
+    -- The id is the field and names the count (node_<count>): the body adds its type's count.
+    redis.call('HSET', nodes, node_id, '{"type_count":' .. type_count .. ',' .. string.sub(body, 2))
     redis.call('ZADD', order, node_count, node_id)
     redis.call('ZADD', type_seq, node_count, node_id)
     redis.call('ZADD', recent, created, node_id)

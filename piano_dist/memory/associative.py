@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # numpy is imported where vectors are scored: a worker that n
     import numpy as np  # touches memories does not carry it (~14 MB)
 
 from ..arguments import is_whole
+from ..replies import as_text
 from . import scoring
 from .store import MemoryStore
 from .timeutil import from_epoch, to_epoch
@@ -172,8 +173,8 @@ class AssociativeMemory(MemoryStore):
         added = []
         for (body, created), (node_id, node_count, type_count) in zip(bodies, reply[:-1]):
             node_id = node_id.decode() if isinstance(node_id, bytes) else node_id
-            added.append(self._node({**body, "node_id": node_id, "node_count": int(node_count),
-                                     "type_count": int(type_count)}, created))
+            added.append(self._node({**body, "node_count": int(node_count), "type_count": int(type_count)},
+                                    created, node_id))
         return added
 
     def _prepare(self, node_type, created, expiration, s, p, o, description, keywords, poignancy,
@@ -227,10 +228,15 @@ class AssociativeMemory(MemoryStore):
         return 1 + max((n.depth for n in parents), default=0)
 
     # --- reading nodes -----------------------------------------------------------------
-    def _node(self, data: dict, last_accessed: float | None) -> ConceptNode:
+    def _node(self, data: dict, last_accessed: float | None, node_id: str) -> ConceptNode:
+        """A node from its stored body. The id is its hash field, node_<count>: a body holds
+        neither (one an earlier version stored holds both)."""
         created = datetime.fromisoformat(data["created"])
+        count = data.get("node_count")
+        if count is None:
+            count = int(node_id[5:]) if node_id.startswith("node_") and node_id[5:].isdecimal() else 0
         return ConceptNode(
-            node_id=data["node_id"], node_count=int(data["node_count"]),
+            node_id=node_id, node_count=int(count),
             type_count=int(data["type_count"]), node_type=data["node_type"],
             depth=int(data.get("depth") or 0), created=created,
             expiration=datetime.fromisoformat(data["expiration"]) if data.get("expiration") else None,
@@ -245,8 +251,8 @@ class AssociativeMemory(MemoryStore):
         """One read script call: the nodes (and their vectors when asked)."""
         ids, raws, times, packed = self.scripts.memory_assoc_read(
             keys=[self._key("nodes")], args=[self.key_base, "1" if vectors else "0", mode, *args])
-        nodes = [self._node(self._loads(raw), float(t) if t not in (None, b"", "") else None)
-                 for raw, t in zip(raws, times)]
+        nodes = [self._node(self._loads(raw), float(t) if t not in (None, b"", "") else None, as_text(node_id))
+                 for node_id, raw, t in zip(ids, raws, times)]
         return nodes, ([unpack_vector(v) for v in packed] if vectors else [])
 
     def get_nodes(self, node_ids: Sequence[str]) -> list[ConceptNode]:
