@@ -105,3 +105,24 @@ def test_the_demo_keeps_records_for_a_ttl_from_0_and_a_handed_off_one_until_the_
     assert result.returncode == 2
     assert "--result-ttl" in result.stderr and "-1" in result.stderr
     assert not (tmp_path / ".piano").exists()  # refused before any Redis was started
+
+
+def test_a_run_whose_events_were_missed_reads_the_kept_records_and_counts_them(redis_url):
+    """Pub/sub drops what a subscriber misses: the report then takes those tasks' times
+    from their records (kept here) and says how many; their statuses come from the
+    group's counters either way."""
+    from support.workers import WorkerProcess
+
+    worker = WorkerProcess(redis_url, concurrency=4)
+    try:
+        config = DemoConfig(agents=2, ticks=1, external_workers=True, report_path=None, timeout=120,
+                            result_ttl=600)
+        run = DemoRun(config, redis_url=redis_url)
+        run.journal.start = lambda *args, **kwargs: None  # never subscribes: every event is missed
+        report = run.run()
+        assert report["tasks_by_status"] == {"completed": 2 * 5}
+        assert report["tasks_without_event"] == 2 * 5
+        assert report["agent_steps"] == 2 and report["model_calls"] > 0
+        assert all(s and s["started_at"] <= s["ended_at"] for s in run.statuses.values())
+    finally:
+        worker.stop()

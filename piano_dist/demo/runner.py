@@ -50,7 +50,7 @@ class DemoConfig:
     worker_env: dict = field(default_factory=dict)
     # Seconds each task's record stays once it ends. 0 (the default): none is kept, the
     # report is built from the tasks' "finished" events (demo/journal.py); more keeps
-    # them for looking at (rq-dashboard, `piano-dist task show`).
+    # them for looking at (rq-dashboard, `piano-dist status TASK_ID`).
     result_ttl: int = 0
 
     @property
@@ -385,6 +385,7 @@ class DemoRun:
         if not (self.config.timeline_path and self._started and self.task_ids):
             return
         try:
+            self.journal.wait_for_all(timeout=2.0)  # the cancelled tasks' events
             self.statuses = self._statuses()
             self.write_timeline(time.monotonic() - self._started)
         except Exception:  # noqa: BLE001 - the run's own error is the one to report

@@ -117,16 +117,16 @@ class Workload:
         tick's record once its dependents are released). A task whose dependent comes in
         a later submission keeps its record ``handoff_ttl`` seconds, so that the later
         submission still finds it."""
-        per_agent = max(1, limit // len(STEPS))  # ticks of one agent in one submission
+        per_batch = max(1, limit // len(STEPS))  # agent-ticks in one submission
         groups: list[list[tuple[str, int]]] = []  # (agent, tick) of each submission
         current: list[tuple[str, int]] = []
         for agent in self.agents:
             ticks = [(agent, t) for t in range(self.ticks)]
-            if len(ticks) <= per_agent and len(current) + len(ticks) > per_agent:
+            if len(ticks) <= per_batch and len(current) + len(ticks) > per_batch:
                 groups.append(current)
                 current = []
             while ticks:
-                room = per_agent - len(current)
+                room = per_batch - len(current)
                 current += ticks[:room]
                 ticks = ticks[room:]
                 if ticks:
