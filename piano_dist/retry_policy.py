@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import os
 import re
 import socket
@@ -58,6 +59,15 @@ TRANSIENT_REPLIES = ("BUSY", "LOADING", "OOM", "READONLY", "TRYAGAIN", "MASTERDO
 _SCRIPT_ERROR = re.compile(r"^Error running script .*?@user_script: ?\d+: -([A-Z]+)\b", re.S)
 _TRANSIENT_CLASSES: tuple = (OutOfMemoryError, ReadOnlyError, TryAgainError, BusyLoadingError) + (
     (MasterDownError,) if MasterDownError else ())
+
+
+def repeat_window() -> int:
+    """Whole seconds within which a call may be sent again after its reply was lost: a
+    reply is given up after the socket timeout, then the call retried until
+    ``retry_deadline``. What tells a repeat from a new call must stay at least this long."""
+    from .connection import SOCKET_TIMEOUT
+
+    return math.ceil(SOCKET_TIMEOUT + retry_deadline())
 
 
 def retry_deadline() -> float:

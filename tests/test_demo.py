@@ -90,12 +90,9 @@ def test_demo_runs_on_external_workers(redis_url, redis_client, result_ttl):
         worker.stop()
 
 
-def test_the_demo_keeps_records_for_a_ttl_from_0_and_a_handed_off_one_until_the_run_may_end(tmp_path):
+def test_the_demo_keeps_records_for_a_ttl_from_0(tmp_path):
     assert DemoConfig().result_ttl == 0
-    assert DemoConfig().handoff_ttl == 3600
-    assert DemoConfig(timeout=7200).handoff_ttl == 7260
-    assert DemoConfig(timeout=float("inf")).handoff_ttl is None  # no deadline: PIANO_RESULT_TTL
-    DemoConfig(timeout=60, result_ttl=0).validate()
+    DemoConfig(timeout=float("inf"), result_ttl=0).validate()
     for ttl in (-1, 2**31, 100.5, "60"):
         with pytest.raises(ValueError, match="result ttl must be whole seconds from 0"):
             DemoConfig(result_ttl=ttl).validate()

@@ -108,5 +108,25 @@ def test_the_demo_submits_each_dependency_in_its_parents_script_or_keeps_the_par
 def test_the_demo_keeps_a_handed_off_record_at_least_as_long_as_asked():
     workload = Workload("r", agent_ids(1), 101, 0, result_ttl=7200, handoff_ttl=3600)
     assert {spec.result_ttl for spec in workload.specs()} == {7200}
-    workload = Workload("r", agent_ids(1), 101, 0, result_ttl=60, handoff_ttl=None)
-    assert {spec.result_ttl for spec in workload.specs()} == {60, None}  # None: PIANO_RESULT_TTL's
+    workload = Workload("r", agent_ids(1), 101, 0, result_ttl=60)
+    assert {spec.result_ttl for spec in workload.specs()} == {60, 3600}  # the submission takes seconds
+
+
+def test_junk_on_the_channel_does_not_end_the_journal(redis_url, redis_client):
+    """Anyone who can PUBLISH can send anything, naming the run's (predictable) task ids."""
+    journal = RunJournal(redis_client, "piano:events", ["t1", "t2", "t3"])
+    journal.start()
+    try:
+        for junk in ['{"e": "finished", "id": "t1", "status": [1]}',
+                     '{"e": "finished", "id": "t1", "status": "completed", "started_at": "\\ud800"}',
+                     '{"e": "finished", "id": "t2", "status": "failed", "ended_ms": 1' + "0" * 400 + '}',
+                     b"\xff\xfe", "[[[[", '{"e": "finished"}']:
+            redis_client.publish("piano:events", junk)
+        redis_client.publish("piano:events", json.dumps({"e": "finished", "id": "t3", "status": "completed",
+                                                         "ended_ms": 2000}))  # read after all of the junk
+        assert journal.wait_for_all(timeout=10), journal.snapshot()
+    finally:
+        journal.stop()
+    assert journal.snapshot()["t3"]["ended_at"] == 2.0
+    assert journal.snapshot()["t1"]["started_at"] is None  # not a time
+    assert journal.snapshot()["t2"]["status"] == "failed" and journal.snapshot()["t2"]["ended_at"] is None

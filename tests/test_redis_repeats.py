@@ -126,3 +126,33 @@ def test_a_compare_and_set_write_whose_reply_was_lost_is_not_reported_as_a_confl
     new_version = state.set("mood", "glad", expected_version=version)
     assert proxy.lost.is_set()
     assert state.get("mood") == "glad" and new_version == state.path_version("mood") == version + 1
+
+
+def test_a_repeated_submit_stores_nothing_again_even_a_task_that_ended_and_left_no_record(redis_url, redis_client):
+    """The repeat of a submit call (its reply lost, the call sent again) is answered from
+    the first run's reply: a task with a result TTL of 0 that ended in between has no
+    record left to recognise, and would otherwise be stored and run a second time."""
+    from piano_dist.core.task_spec import BatchCache
+
+    manager = ConcurrentModuleManager(max_workers=0, max_queue_size=0)
+    try:
+        manager.register_module("log", RunLog())
+        client = manager.client
+        specs = [TaskSpec("log", "run", args=("a",), task_id="rep-a", result_ttl=0),
+                 TaskSpec("log", "run", args=("b",), task_id="rep-b", result_ttl=0, dependencies=["rep-a"])]
+        cache = BatchCache()
+        prepared = [client.encoder.prepare(TaskSpec.coerce(s, i), cache) for i, s in enumerate(specs)]
+        args = client.tasks.submit_args(prepared, 0, "repeat-token")
+        first = client.tasks.scripts.task_submit_many(args=args)
+        assert client.cancel_many(["rep-a"], "ended before the repeat") == ["cancelled"]
+        wait_until(lambda: not redis_client.exists("rq:job:rep-a", "rq:job:rep-b"), timeout=5,
+                   message="both records to go (TTL 0; rep-b ends dependency_failed)")
+        submitted = int(redis_client.hget("piano:stats", "submitted"))
+        assert client.tasks.scripts.task_submit_many(args=args) == first == []
+        assert not redis_client.exists("rq:job:rep-a", "rq:job:rep-b")
+        assert redis_client.llen("rq:queue:piano.normal") == 0
+        assert int(redis_client.hget("piano:stats", "submitted")) == submitted
+        # The answer is kept as long as a call may be sent again, and no longer.
+        assert 0 < redis_client.ttl("piano:submitted:repeat-token:rep-a") <= 35
+    finally:
+        manager.shutdown()

@@ -69,7 +69,9 @@ def test_fair_share_caps_and_splits_by_quota(redis_url, redis_client):
         ids = manager.submit_many(specs)
         manager.wait(ids, timeout=90)
         sampler.stop()
-        assert sampler.samples > 100
+        # The sampler watched the run (how often depends on the CPU it gets: 93 samples
+        # in all once while another test run shared both cores, against > 200 alone).
+        assert sampler.busy_samples >= 20, (sampler.samples, sampler.busy_samples)
         for module, quota in quotas.items():
             assert sampler.max_running[module] <= quota, (module, sampler.max_running)
             assert sampler.max_live[module] <= quota, (module, sampler.max_live)

@@ -456,3 +456,20 @@ def test_a_restore_rejects_pending_changes_with_compact_outcomes(coord, redis_cl
     assert json.loads(redis_client.get(c.store.change_prefix + change)) == [
         "rejected", f"snapshot_restored: {snap}", None, "mood", "m2"]
     assert c.get_change_status(change).status is ChangeStatus.REJECTED
+
+
+def test_a_proposal_sent_again_after_its_change_was_decided_stores_nothing(coord, redis_client):
+    """Its reply lost, the proposal is sent again after another process applied the batch:
+    the record is an outcome by then, and the repeat neither fails on it (WRONGTYPE) nor
+    makes the change pending a second time."""
+    c = coord({"name": "repeat-propose", "mood": 1}, SyncPolicy.ON_DEMAND)
+    change = c.propose_change("m1", "mood", 2)
+    record = {k.decode(): v.decode() for k, v in redis_client.hgetall(c.store.change_prefix + change).items()}
+    record.pop("seq"), record.pop("status")
+    c.apply_changes()
+    assert c.store.propose(change, record) == (0, 0)
+    assert c.get_change_status(change).status is ChangeStatus.APPLIED and c.store.pending_count() == 0
+    redis_client.delete(c.store.change_prefix + change)
+    redis_client.hset(c.store.change_prefix + change, mapping={"status": "applied", "version": "3"})  # an earlier version's
+    assert c.store.propose(change, record) == (0, 0)
+    assert c.get_value("mood") == 2

@@ -1,6 +1,7 @@
 """The task-script gateway (piano_dist/core/task_scripts.py): the only Python that builds
 the task scripts' KEYS/ARGV and reads their replies, in step with each script's header;
 and the one translator of the fenced-write reply."""
+import json
 import re
 from pathlib import Path
 
@@ -70,8 +71,9 @@ def test_the_gateway_builds_the_argv_each_header_names():
     tasks.cancel("t1", "why")
     tasks.resume_module("m")
     tasks.recount_backlog()
-    assert tasks.submit_args([], 0, "s")[:6] == ["p", 0, Timing().result_ttl, tasks.submit_args([], 0, "s")[3],
-                                                 "[]", 0]
+    argv = tasks.submit_args([], 0, "s")
+    assert argv[:5] == ["p", 0, Timing().result_ttl, "s", 35] and argv[6:] == ["[]", 0]  # ARGV[1-5], [7-8]
+    assert json.loads(argv[5])[-2:] == ["piano_submission", "s"]
     for name, (keys, args) in recorder.calls.items():
         assert args[0] == "p", name
         if name == "task_renew":

@@ -96,7 +96,9 @@ class TaskClient:
             refusals = self._submit_one(task, self.max_queue_size, submission)
             if (refusals and refusals[1].code == "QUEUE_FULL"
                     and self.tasks.recount_backlog() < self.max_queue_size):
-                # The counter had drifted above the real backlog: try again with the true one.
+                # The counter had drifted above the real backlog: try again with the true one,
+                # as a new call (a repeat of the same one is answered with its first reply).
+                submission = os.urandom(4).hex()
                 refusals = self._submit_one(task, self.max_queue_size, submission)
         except redis.ResponseError:
             self.events._task_callbacks.pop(task.task_id, None)

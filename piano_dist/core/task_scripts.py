@@ -17,6 +17,7 @@ from ..config import Timing
 from ..errors import InvalidArgument, QueueFullError, UnknownTaskError
 from ..keys import PRIORITY_LEVELS, Keys
 from ..replies import as_text
+from ..retry_policy import repeat_window
 from ..scripts import ScriptSet
 
 if TYPE_CHECKING:
@@ -146,8 +147,8 @@ class TaskScripts:
             records.append(json.dumps([*t.record[:2], profile, payload, t.parents, t.tolerated, *t.record[2:]],
                                       ensure_ascii=False))
         common = constant_fields(self.timing) + ["piano_submission", submission]
-        args: list = [self.keys.prefix, limit, self.timing.result_ttl, json.dumps(common),
-                      json.dumps(list(profiles), ensure_ascii=False), len(payloads)]
+        args: list = [self.keys.prefix, limit, self.timing.result_ttl, submission, repeat_window(),
+                      json.dumps(common), json.dumps(list(profiles), ensure_ascii=False), len(payloads)]
         for text, data in payloads:
             args += (text, data)
         args += records

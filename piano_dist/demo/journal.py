@@ -39,14 +39,14 @@ def ended_status(message: Any, task_ids: frozenset[str] | set[str]) -> tuple[str
     if not isinstance(event, dict) or event.get("e") != "finished":
         return None
     task_id, status = event.get("id"), event.get("status")
-    if not isinstance(task_id, str) or task_id not in task_ids or status not in ENDED:
+    if not isinstance(task_id, str) or task_id not in task_ids or not isinstance(status, str) or status not in ENDED:
         return None
     ended_ms = _finite(event.get("ended_ms"))
     started = event.get("started_at")
     worker, module = event.get("worker"), event.get("module")
     entry = {"task_id": task_id, "status": status,
              "module": module if isinstance(module, str) else None,
-             "started_at": epoch_of(started.encode()) if isinstance(started, str) else None,
+             "started_at": epoch_of(started.encode("utf-8", "replace")) if isinstance(started, str) else None,
              "ended_at": ended_ms / 1000 if ended_ms is not None else None,
              "worker": worker if isinstance(worker, str) else None}
     model_ms = _finite(event.get("model_ms"))
@@ -58,9 +58,13 @@ def ended_status(message: Any, task_ids: frozenset[str] | set[str]) -> tuple[str
 
 
 def _finite(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value)
+    try:
+        number = float(value)  # an int of hundreds of digits overflows
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 class RunJournal:
@@ -73,6 +77,7 @@ class RunJournal:
         self.task_ids: frozenset[str] = frozenset(task_ids or ())
         self.statuses: dict[str, dict] = {}
         self.gaps = 0  # times the subscription was lost and made again (events may be missing)
+        self.malformed = 0  # events that could not be read (anyone can publish on the channel)
         self._lock = threading.Lock()
         self._grew = threading.Condition(self._lock)
         self._stop = threading.Event()
@@ -106,6 +111,19 @@ class RunJournal:
         with self._lock:
             return dict(self.statuses)
 
+    def _take(self, raw: Any) -> None:
+        try:
+            found = ended_status(raw, self.task_ids)
+        except Exception:  # noqa: BLE001 - one message nobody foresaw must not end the journal
+            self.malformed += 1
+            if self.malformed <= 3:
+                log.warning("demo journal: ignoring an event it cannot read: %r", raw[:200], exc_info=True)
+            return
+        if found:
+            with self._lock:
+                self.statuses[found[0]] = found[1]
+                self._grew.notify_all()
+
     def _follow(self) -> None:
         subscriptions = 0
         while not self._stop.is_set():
@@ -122,11 +140,7 @@ class RunJournal:
                             self.gaps += 1
                         self._subscribed.set()
                     elif message["type"] == "message":
-                        with self._lock:
-                            found = ended_status(message["data"], self.task_ids)
-                            if found:
-                                self.statuses[found[0]] = found[1]
-                                self._grew.notify_all()
+                        self._take(message["data"])
             except redis.RedisError as exc:
                 log.warning("demo journal lost Redis (%s: %s); subscribing again", type(exc).__name__, exc)
                 self._stop.wait(0.5)

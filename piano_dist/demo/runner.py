@@ -3,7 +3,6 @@ agent's ticks as one task graph, follow progress and report."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import resource
 import signal
@@ -24,12 +23,6 @@ from .journal import RunJournal
 from .oracle import model_oracle
 from .timeline import timeline_data, write_timeline
 from .workload import Workload, agent_ids, summarise_statuses
-
-# How long a task whose dependent comes in a later submission keeps its record when the
-# run keeps none (Workload.handoff_ttl): until that submission, at the latest when the
-# run gives up, plus a margin.
-DEFAULT_HANDOFF_TTL = 3600
-RECORDS_MARGIN = 60  # seconds a record outlives the run's timeout
 
 # Statuses a task ends in (TaskStatus.is_terminal), as the group counters name them.
 TERMINAL = ("completed", "failed", "timed_out", "cancelled", "dependency_failed")
@@ -52,16 +45,6 @@ class DemoConfig:
     # report is built from the tasks' "finished" events (demo/journal.py); more keeps
     # them for looking at (rq-dashboard, `piano-dist status TASK_ID`).
     result_ttl: int = 0
-
-    @property
-    def handoff_ttl(self) -> int | None:
-        """The least TTL of a task whose dependent a later submission names: an hour, or
-        the timeout and a minute when that is longer; None (PIANO_RESULT_TTL) when the run
-        has no deadline that a TTL could outlast."""
-        outlast = self.timeout + RECORDS_MARGIN
-        if not math.isfinite(outlast) or outlast > MAX_TTL:
-            return None
-        return max(DEFAULT_HANDOFF_TTL, math.ceil(outlast))
 
     def validate(self) -> None:
         for name in ("agents", "ticks", "workers", "concurrency"):
@@ -92,8 +75,7 @@ class DemoRun:
         self.connection = self.manager.connection
         self.prefix = self.manager.keys.prefix
         self.workload = Workload(f"demo{config.seed}-{uuid.uuid4().hex[:6]}", agent_ids(config.agents),
-                                 config.ticks, config.seed, result_ttl=config.result_ttl,
-                                 handoff_ttl=config.handoff_ttl)
+                                 config.ticks, config.seed, result_ttl=config.result_ttl)
         self.worker_procs: list[subprocess.Popen] = []
         self.worker_names: list[str] = []
         self.task_ids: list[str] = []
@@ -278,7 +260,7 @@ class DemoRun:
         return {
             "run_id": self.workload.run_id,
             "config": {**{k: v for k, v in asdict(self.config).items() if k != "worker_env"},
-                       "handoff_ttl": self.config.handoff_ttl},
+                       "handoff_ttl": self.workload.handoff_ttl},
             "wall_seconds": round(wall, 3),
             "tasks": tasks,
             "tasks_by_status": by_status,

@@ -50,7 +50,9 @@ class Workload:
     seed: int
     world_name: str = "town"
     result_ttl: int | None = 0  # seconds each task's record stays once it ends (None: PIANO_RESULT_TTL)
-    handoff_ttl: int | None = None  # the same, for a task whose dependent a later submission names
+    # The least a task whose dependent a later submission names keeps its record: it must
+    # outlive the submission, which takes seconds (an hour whatever the run's timeout).
+    handoff_ttl: int = 3600
 
     def task_id(self, agent: str, tick: int, kind: str) -> str:
         return f"{self.run_id}-{agent}-t{tick}-{kind}"
@@ -153,7 +155,7 @@ class Workload:
         # The action is the one task with a dependent in another tick (the next perception).
         handoff = tick + 1 < self.ticks and not next_tick_with
         act_ttl = self.result_ttl
-        if handoff and act_ttl is not None and (self.handoff_ttl is None or act_ttl < self.handoff_ttl):
+        if handoff and act_ttl is not None and act_ttl < self.handoff_ttl:
             act_ttl = self.handoff_ttl
         return [
             TaskSpec(module_name("perceive", agent), "run", priority=STEPS["perceive"],

@@ -12,8 +12,16 @@
   Transition: (none) -> pending. The sequence number is taken inside Redis so that
   "latest" means the same thing for proposals from every process.
 
-  Output: {seq, number of pending changes}
+  A proposal sent again after its reply was lost may find its change decided already
+  (another process applied the batch): its record is then an outcome (a string, or a
+  hash whose status is not "pending", as earlier versions wrote), and nothing is stored.
+
+  Output: {seq, number of pending changes}; seq 0 for a change already decided
 ]]
+local kind = redis.call('TYPE', KEYS[3]).ok
+if kind == 'string' or (kind == 'hash' and redis.call('HGET', KEYS[3], 'status') ~= 'pending') then
+  return {0, redis.call('ZCARD', KEYS[1])}
+end
 local seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
 redis.call('HSET', KEYS[3], 'seq', seq, 'status', 'pending', unpack(ARGV, 2))
 redis.call('ZADD', KEYS[1], seq, ARGV[1])

@@ -11,21 +11,27 @@
   ARGV[2]  backlog limit (queued + deferred tasks); 0 = unbounded
   ARGV[3]  default result TTL in seconds, for a task that ends at once (its own
            result_ttl field wins)
-  ARGV[4]  JSON list field, value, field, value … : hash fields every task has
-  ARGV[5]  JSON list of profiles, each [origin (RQ queue name of its priority), priority
+  ARGV[4]  the submission: a token naming the client's submit call
+  ARGV[5]  seconds this call's reply is kept under <P>:submitted:<submission>:<first task
+           id>, and a repeat of the call answered from there (its reply was lost and the
+           client's retry policy sent it again): nothing is stored twice, even a task
+           that ended meanwhile and left no record (a result TTL of 0)
+  ARGV[6]  JSON list field, value, field, value … : hash fields every task has
+  ARGV[7]  JSON list of profiles, each [origin (RQ queue name of its priority), priority
            (1-5), module, field, value, …]: fields shared by tasks of one module, method
            and options
-  ARGV[6]  P, the number of payloads; ARGV[7 … 6+2P] for each its `piano_payload` (JSON
+  ARGV[8]  P, the number of payloads; ARGV[9 … 8+2P] for each its `piano_payload` (JSON
            [args, kwargs]) and RQ `data` (zlib-compressed, so not carried in JSON)
-  ARGV[7+2P …]  one per task, in order: JSON [id, created_at, profile number, payload
+  ARGV[9+2P …]  one per task, in order: JSON [id, created_at, profile number, payload
            number, parent ids, parent ids whose failure it tolerates, field, value, …]
 
-  The task's hash gets ARGV[4]'s fields, its profile's, its payload's, its own, and its
+  The task's hash gets ARGV[6]'s fields, its profile's, its payload's, its own, and its
   status fields.
 
   Returns the refusals only, flat: task number (1-based), message, … with message one of
   "UNKNOWN_DEPENDENCY <id>", "TASK_EXISTS <id>", "QUEUE_FULL <backlog>". A task not
-  refused is queued, deferred or dependency_failed, as its hash says.
+  refused is queued, deferred or dependency_failed, as its hash says. A repeated call
+  returns its first run's reply.
 
   What push_queued (includes/task_common.lua) does per task is done here once per call
   where it can be (TIME, stats counters, queue and scheduling-index pushes, wake-up
@@ -35,14 +41,19 @@
 --!include task_common
 
 local limit, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
+local npayloads = tonumber(ARGV[8])
+local first_task = 9 + 2 * npayloads
+local answered = P .. ':submitted:' .. ARGV[4] .. ':' .. cjson.decode(ARGV[first_task])[1]
+local earlier = redis.call('GET', answered)
+if earlier then return cjson.decode(earlier) end
 local ts = now_ms()
 local enqueued_at = iso(ts)
 local backlog = tonumber(redis.call('HGET', STATS, 'backlog') or '0')
 local indexed = redis.call('HGET', SCHED, 'indexed') == '1'
 
--- Each profile's fields after ARGV[4]'s, ready to copy into a task's HSET.
-local common = cjson.decode(ARGV[4])
-local profiles = cjson.decode(ARGV[5])
+-- Each profile's fields after ARGV[6]'s, ready to copy into a task's HSET.
+local common = cjson.decode(ARGV[6])
+local profiles = cjson.decode(ARGV[7])
 local bases = {}
 for p, profile in ipairs(profiles) do
   local base = {}
@@ -50,8 +61,6 @@ for p, profile in ipairs(profiles) do
   for j = 4, #profile do base[#base + 1] = profile[j] end
   bases[p] = base
 end
-local npayloads = tonumber(ARGV[6])
-local first_task = 7 + 2 * npayloads
 
 local refusals = {}
 local submitted, added, runnable = 0, 0, 0
@@ -86,7 +95,7 @@ local function submit(t)
   local fields = {}
   for j = 1, #base do fields[j] = base[j] end
   local n = #fields
-  local p = 5 + 2 * t[4]  -- ARGV index of the payload's piano_payload
+  local p = 7 + 2 * t[4]  -- ARGV index of the payload's piano_payload
   fields[n + 1], fields[n + 2], fields[n + 3], fields[n + 4] = 'piano_payload', ARGV[p], 'data', ARGV[p + 1]
   fields[n + 5], fields[n + 6] = 'created_at', t[2]
   n = n + 6
@@ -172,4 +181,5 @@ if runnable > 0 then
   redis.call('RPUSH', WAKEUP, unpack(tokens))
   redis.call('LTRIM', WAKEUP, -1000, -1)
 end
+redis.call('SET', answered, cjson.encode(refusals), 'EX', tonumber(ARGV[5]))
 return refusals

@@ -84,7 +84,8 @@ class RedisAgentState:
         return self._write(module_id, path, None, StateChangeType.DELETE, None)
 
     def _write(self, module_id: str, path: str, value: Any, change_type: StateChangeType,
-               expected_version: Optional[int]) -> int:
+               expected_version: Optional[int]) -> Optional[int]:
+        # None only for a repeated write whose outcome record lost its version (by hand).
         proposal = make_proposal(module_id, path, value, change_type, expected_version=expected_version)
         fence = current_fence()
         [(_, version)] = self._store.apply_atomic([proposal.atomic()], fence)

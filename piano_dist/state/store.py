@@ -15,11 +15,11 @@ from typing import Any, Iterable, Mapping, Optional
 import redis
 
 from ..arguments import MAX_TTL, is_number, is_whole
-from ..connection import SOCKET_TIMEOUT, get_connection
+from ..connection import get_connection
 from ..errors import StateConflictError, StateWriteError, UnknownSnapshotError
 from ..keys import Keys
 from ..replies import as_text
-from ..retry_policy import retry_deadline
+from ..retry_policy import repeat_window
 from ..resources.fencing import raise_if_fenced
 from ..scripts import ScriptSet
 from .fence import AGENT_STATE_RESOURCE
@@ -46,7 +46,7 @@ def outcome_ttl_of(value: Optional[int]) -> int:
         if raw == "":
             return DEFAULT_OUTCOME_TTL
         source, value = "PIANO_STATE_OUTCOME_TTL", int(raw) if raw.isdecimal() and raw.isascii() else raw
-    shortest = math.ceil(SOCKET_TIMEOUT + retry_deadline())
+    shortest = repeat_window()
     whole = is_number(value) and math.isfinite(value) and float(value).is_integer()
     if not whole or not shortest <= value <= MAX_TTL:
         raise ValueError(f"{source} must be whole seconds from {shortest} (how long a write may be repeated: the "
@@ -167,6 +167,8 @@ class StateStore:
             records = pipe.execute(raise_on_error=False)
         changes = []
         for change_id, raw in zip(ids, records):
+            if isinstance(raw, Exception) and not str(raw).startswith("WRONGTYPE"):
+                raise raw
             if raw and isinstance(raw, dict):
                 changes.append(self._change_from_record(change_id, {as_text(k): as_text(v) for k, v in raw.items()}))
         return changes
@@ -188,7 +190,9 @@ class StateStore:
         round trip whichever form the record has: an outcome (a string, state_apply.lua)
         or a hash (pending, or an outcome an earlier version wrote)."""
         key = self.change_prefix + change_id
-        with self.conn.pipeline(transaction=False) as pipe:
+        # MULTI/EXEC: both read the same record, though it may turn from a pending hash
+        # into an outcome string at any moment.
+        with self.conn.pipeline(transaction=True) as pipe:
             pipe.get(key)
             pipe.hgetall(key)
             text, fields = pipe.execute(raise_on_error=False)  # one of the two is WRONGTYPE

@@ -76,9 +76,10 @@ class Transactions:
         return True
 
     def apply(self, proposals: list[Proposal], fence: Optional[tuple[str, int]],
-              transaction_id: Optional[str] = None) -> int:
+              transaction_id: Optional[str] = None) -> Optional[int]:
         """Apply ``proposals`` as one transaction, all or none (raising as ``commit``
-        does); the state version once they are in."""
+        does); the state version once they are in (None only for a repeated call whose
+        outcome record lost its version, by hand)."""
         transaction_id = transaction_id or f"tx_{unique_hex()}"
         applied = self.store.apply_atomic([p.atomic(transaction_id) for p in proposals], fence, transaction_id)
         self._after_apply()

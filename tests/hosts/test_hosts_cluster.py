@@ -121,7 +121,8 @@ class Cluster:
         report = str(self.workdir / f"demo-{self.runs}.json")
         proc = self.client.popen(
             [sys.executable, "-m", "piano_dist.cli.main", "demo", "--external-workers", "--agents", str(AGENTS),
-             "--ticks", str(TICKS), "--report", report, "--timeout", "600", "--progress-interval", "0.5"],
+             "--ticks", str(TICKS), "--report", report, "--timeout", "600", "--progress-interval", "0.5",
+             "--result-ttl", "600"],  # records kept: the probe reads which host ran each task
             env=_env(self.url, self.home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         return DemoProcess(proc, report)
 

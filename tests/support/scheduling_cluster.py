@@ -55,6 +55,7 @@ class RunningSampler(threading.Thread):
         self.max_live = {m: 0 for m in modules}
         self.max_total = 0
         self.samples = 0
+        self.busy_samples = 0  # samples that saw a task running
         self._halt = threading.Event()
 
     def run(self) -> None:
@@ -68,8 +69,10 @@ class RunningSampler(threading.Thread):
             for m, a, b in zip(self.modules, running, live):
                 self.max_running[m] = max(self.max_running[m], int(a or 0))
                 self.max_live[m] = max(self.max_live[m], int(b or 0))
-            self.max_total = max(self.max_total, sum(int(a or 0) for a in running))
+            total = sum(int(a or 0) for a in running)
+            self.max_total = max(self.max_total, total)
             self.samples += 1
+            self.busy_samples += total > 0
             self._halt.wait(self.interval)
 
     def stop(self) -> None:
