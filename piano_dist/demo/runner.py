@@ -246,8 +246,10 @@ class DemoRun:
         # events, which a lost subscription can miss.
         by_status = {status: n for status, n in self.ended_counts.items() if n}
         unaccounted = len(self.task_ids) - sum(by_status.values())
-        if unaccounted:
+        if unaccounted > 0:
             by_status["missing"] = unaccounted
+        elif unaccounted < 0:  # a task ended twice: stored again by a repeat nothing recognised
+            by_status["ended_twice"] = -unaccounted
         timing = summarise_statuses(self.workload, statuses)
         latencies = timing["tick_latencies"]
         steps = len(latencies)
