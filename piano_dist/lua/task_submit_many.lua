@@ -15,7 +15,8 @@
   ARGV[5]  seconds this call's reply is kept under <P>:submitted:<submission>:<first task
            id>, and a repeat of the call answered from there (its reply was lost and the
            client's retry policy sent it again): nothing is stored twice, even a task
-           that ended meanwhile and left no record (a result TTL of 0)
+           that ended meanwhile and left no record (a result TTL of 0); a call that
+           stored nothing keeps nothing
   ARGV[6]  JSON list field, value, field, value … : hash fields every task has
   ARGV[7]  JSON list of profiles, each [origin (RQ queue name of its priority), priority
            (1-5), module, field, value, …]: fields shared by tasks of one module, method
@@ -181,5 +182,7 @@ if runnable > 0 then
   redis.call('RPUSH', WAKEUP, unpack(tokens))
   redis.call('LTRIM', WAKEUP, -1000, -1)
 end
-redis.call('SET', answered, cjson.encode(refusals), 'EX', tonumber(ARGV[5]))
+-- A call that stored nothing leaves nothing: its repeat is refused the same way, or
+-- stores what it now can, and the client hears only the repeat.
+if submitted > 0 then redis.call('SET', answered, cjson.encode(refusals), 'EX', tonumber(ARGV[5])) end
 return refusals
