@@ -8,12 +8,15 @@ from support.waiting import wait_until
 
 from piano_dist import ConcurrentModuleManager, TaskSpec
 from piano_dist.core.client import SUBMIT_CHUNK
+from piano_dist.core.events import EventBus
+from piano_dist.keys import Keys
 from piano_dist.demo.journal import RunJournal, ended_status
 from piano_dist.demo.workload import STEPS, Workload, agent_ids
 
 
 def test_a_finished_event_tells_how_a_task_ran_after_its_record_is_gone(redis_url, redis_client):
-    journal = RunJournal(redis_client, "piano:events")
+    events = EventBus(redis_client, Keys())
+    journal = RunJournal(events)
     journal.start()
     try:
         with ConcurrentModuleManager(None, max_workers=2) as manager:
@@ -29,6 +32,7 @@ def test_a_finished_event_tells_how_a_task_ran_after_its_record_is_gone(redis_ur
                    message="the records to go (a TTL of 0)")
     finally:
         journal.stop()
+        events.stop()
     think, echo = (journal.snapshot()[i] for i in ids)
     assert think["status"] == echo["status"] == "completed"
     assert think["module"] == "thinker" and think["worker"]
@@ -40,7 +44,8 @@ def test_a_finished_event_tells_how_a_task_ran_after_its_record_is_gone(redis_ur
 def test_a_task_ending_with_junk_model_figures_still_ends_and_tells_it(redis_url, redis_client):
     """Figures read back from Redis may be anything: cjson cannot encode inf or nan, so
     the event leaves them out rather than failing the script that ends the task."""
-    journal = RunJournal(redis_client, "piano:events")
+    events = EventBus(redis_client, Keys())
+    journal = RunJournal(events)
     journal.start()
     try:
         with ConcurrentModuleManager(None, max_workers=0) as manager:
@@ -55,9 +60,17 @@ def test_a_task_ending_with_junk_model_figures_still_ends_and_tells_it(redis_url
             assert journal.wait_for_all(timeout=10), journal.snapshot()
     finally:
         journal.stop()
+        events.stop()
     child = journal.snapshot()[ids[1]]
     assert child["status"] == "dependency_failed" and child["started_at"] is None and "model_seconds" not in child
     assert child["ended_at"] > 0
+
+
+def _parsed(raw):
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
 
 
 @pytest.mark.parametrize("raw", [
@@ -65,18 +78,18 @@ def test_a_task_ending_with_junk_model_figures_still_ends_and_tells_it(redis_url
     b'{"e": "finished", "id": "t1", "status": "running"}', b'{"e": "finished", "id": ["t1"], "status": "completed"}',
 ])
 def test_the_journal_takes_only_finished_events_of_its_own_tasks(raw):
-    assert ended_status(raw, {"t1"}) is None
+    assert ended_status(_parsed(raw), {"t1"}) is None
 
 
 def test_the_journal_keeps_what_is_well_formed_of_an_event_and_drops_the_rest():
     event = {"e": "finished", "id": "t1", "status": "failed", "module": 7, "worker": "w1", "ended_ms": 1.5e12,
              "started_at": "2026-12-06T10:00:00.000000Z", "model_ms": float("nan"), "model_calls": 3}
-    _, entry = ended_status(json.dumps(event).encode(), {"t1"})
+    _, entry = ended_status(event, {"t1"})
     assert entry["status"] == "failed" and entry["module"] is None and entry["worker"] == "w1"
     assert entry["ended_at"] == 1.5e9 and entry["started_at"] == pytest.approx(1796551200.0)
     assert "model_seconds" not in entry
     event.update(model_ms=250, model_calls=True, ended_ms="soon", started_at=12)
-    _, entry = ended_status(json.dumps(event).encode(), {"t1"})
+    _, entry = ended_status(event, {"t1"})
     assert entry["model_seconds"] == 0.25 and entry["model_calls"] == 0
     assert entry["ended_at"] is None and entry["started_at"] is None
 
@@ -114,7 +127,8 @@ def test_the_demo_keeps_a_handed_off_record_at_least_as_long_as_asked():
 
 def test_junk_on_the_channel_does_not_end_the_journal(redis_url, redis_client):
     """Anyone who can PUBLISH can send anything, naming the run's (predictable) task ids."""
-    journal = RunJournal(redis_client, "piano:events", ["t1", "t2", "t3"])
+    events = EventBus(redis_client, Keys())
+    journal = RunJournal(events, ["t1", "t2", "t3"])
     journal.start()
     try:
         for junk in ['{"e": "finished", "id": "t1", "status": [1]}',
@@ -127,6 +141,7 @@ def test_junk_on_the_channel_does_not_end_the_journal(redis_url, redis_client):
         assert journal.wait_for_all(timeout=10), journal.snapshot()
     finally:
         journal.stop()
+        events.stop()
     assert journal.snapshot()["t3"]["ended_at"] == 2.0
     assert journal.snapshot()["t1"]["started_at"] is None  # not a time
     assert journal.snapshot()["t2"]["status"] == "failed" and journal.snapshot()["t2"]["ended_at"] is None

@@ -34,6 +34,7 @@ class EventBus:
         self.keys = keys
         self._callbacks: dict[str, list[Callable]] = defaultdict(list)
         self._task_callbacks: dict[str, Callable] = {}
+        self._listeners: list[Callable[[dict], None]] = []
         self._waiters: dict[str, set[threading.Event]] = defaultdict(set)
         # How tasks someone here waits on ended, as their "finished" event said: with a
         # result TTL of 0 the record is gone by the time a waiter reads it.
@@ -63,6 +64,18 @@ class EventBus:
             except ValueError:
                 return False
 
+    def add_listener(self, fn: Callable[[dict], None]) -> None:
+        """``fn(event)`` on the listener thread for every well-formed event, as the task
+        scripts publish it (a dict: ``e`` names the transition; a ``finished`` event
+        carries how the task ran). Only its own declared fields are type-checked."""
+        with self._lock:
+            self._listeners.append(fn)
+
+    def remove_listener(self, fn: Callable[[dict], None]) -> None:
+        with self._lock:
+            if fn in self._listeners:
+                self._listeners.remove(fn)
+
     def add_task_callback(self, task_id: str, fn: Callable) -> None:
         with self._lock:
             self._task_callbacks[task_id] = fn
@@ -89,14 +102,17 @@ class EventBus:
             return self._ended.get(task_id)
 
     # --- listener ----------------------------------------------------------------
-    def start(self, wait: bool = True) -> None:
+    def start(self, wait: bool = True, timeout: float = 5.0) -> bool:
+        """Start the listener; with ``wait``, until subscribed (at most ``timeout`` s).
+        Whether it is subscribed."""
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._stop.clear()
                 self._thread = threading.Thread(target=self._listen, name="piano-events", daemon=True)
                 self._thread.start()
         if wait:
-            self._subscribed.wait(timeout=5)
+            self._subscribed.wait(timeout=timeout)
+        return self._subscribed.is_set()
 
     def stop(self) -> None:
         self._stop.set()
@@ -175,6 +191,10 @@ class EventBus:
                             f" ({held_back} more held back)" if held_back else "")
             return
         kind, task_id = message["e"], message.get("id")
+        with self._lock:
+            listeners = list(self._listeners)
+        for fn in listeners:
+            self._call(fn, message)
         if kind == "queued":
             from .types import ModuleTask
 

@@ -3,8 +3,9 @@
 The demo keeps no task records once its tasks end (a TTL of 0: nothing reads a tick's
 record once its dependents are released), so the report and the timeline are built from
 the events instead: every way a task ends PUBLISHes its status, times, worker and model
-figures on ``<prefix>:events`` (includes/task_common.lua, set_terminal). Collecting them
-here costs Redis no memory.
+figures on ``<prefix>:events`` (includes/task_common.lua, set_terminal). The journal is
+a listener on the client's EventBus, which follows the channel (and resubscribes after a
+lost connection); collecting them costs Redis no memory.
 
 Pub/sub drops what a subscriber misses while it is away. A task the journal missed is
 looked up in Redis afterwards (its record, if one is kept); its status is still counted
@@ -12,30 +13,21 @@ from the run's group counters, which do not depend on the events.
 """
 from __future__ import annotations
 
-import json
-import logging
 import math
 import threading
 from typing import Any
 
-import redis
-
+from ..core.events import EventBus
 from ..core.listing import epoch_of
-
-log = logging.getLogger(__name__)
 
 # Statuses a task ends in (TaskStatus.is_terminal).
 ENDED = frozenset(("completed", "failed", "timed_out", "cancelled", "dependency_failed"))
 
 
-def ended_status(message: Any, task_ids: frozenset[str] | set[str]) -> tuple[str, dict] | None:
-    """(task id, status dict shaped like Client.get_statuses') from one raw event, or None
-    unless it is a well-formed "finished" event of one of ``task_ids``. Anyone who can
-    write to Redis can publish on the channel: every field is checked."""
-    try:
-        event = json.loads(message)
-    except (TypeError, ValueError):
-        return None
+def ended_status(event: Any, task_ids: frozenset[str] | set[str]) -> tuple[str, dict] | None:
+    """(task id, status dict shaped like Client.get_statuses') from one event (as the
+    EventBus parsed it), or None unless it is a "finished" event of one of ``task_ids``.
+    Anyone who can write to Redis can publish on the channel: every field is checked."""
     if not isinstance(event, dict) or event.get("e") != "finished":
         return None
     task_id, status = event.get("id"), event.get("status")
@@ -68,21 +60,15 @@ def _finite(value: Any) -> float | None:
 
 
 class RunJournal:
-    """Follows the events channel on its own connection from ``start()`` (which returns
-    once subscribed, so nothing submitted after it is missed) until ``stop()``."""
+    """Listens to ``events`` from ``start()`` (which returns once it is subscribed, so
+    nothing submitted after it is missed) until ``stop()``."""
 
-    def __init__(self, connection: redis.Redis, channel: str, task_ids: list[str] | None = None):
-        self.connection = connection
-        self.channel = channel
+    def __init__(self, events: EventBus, task_ids: list[str] | None = None):
+        self.events = events
         self.task_ids: frozenset[str] = frozenset(task_ids or ())
         self.statuses: dict[str, dict] = {}
-        self.gaps = 0  # times the subscription was lost and made again (events may be missing)
-        self.malformed = 0  # events that could not be read (anyone can publish on the channel)
         self._lock = threading.Lock()
         self._grew = threading.Condition(self._lock)
-        self._stop = threading.Event()
-        self._subscribed = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def expect(self, task_ids: list[str]) -> None:
         """The tasks to account for (call before submitting them)."""
@@ -90,16 +76,13 @@ class RunJournal:
             self.task_ids = self.task_ids | frozenset(task_ids)
 
     def start(self, timeout: float = 10.0) -> None:
-        self._thread = threading.Thread(target=self._follow, name="piano-demo-journal", daemon=True)
-        self._thread.start()
-        if not self._subscribed.wait(timeout):
+        self.events.add_listener(self._take)
+        if not self.events.start(wait=True, timeout=timeout):
             self.stop()
-            raise RuntimeError(f"could not subscribe to {self.channel} within {timeout:g} s")
+            raise RuntimeError(f"could not subscribe to {self.events.keys.events_channel} within {timeout:g} s")
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self.events.remove_listener(self._take)
 
     def wait_for_all(self, timeout: float) -> bool:
         """Wait until every expected task has its entry (an event published before the
@@ -111,41 +94,9 @@ class RunJournal:
         with self._lock:
             return dict(self.statuses)
 
-    def _take(self, raw: Any) -> None:
-        try:
-            found = ended_status(raw, self.task_ids)
-        except Exception:  # noqa: BLE001 - one message nobody foresaw must not end the journal
-            self.malformed += 1
-            if self.malformed <= 3:
-                log.warning("demo journal: ignoring an event it cannot read: %r", raw[:200], exc_info=True)
-            return
+    def _take(self, event: dict) -> None:
+        found = ended_status(event, self.task_ids)
         if found:
             with self._lock:
                 self.statuses[found[0]] = found[1]
                 self._grew.notify_all()
-
-    def _follow(self) -> None:
-        subscriptions = 0
-        while not self._stop.is_set():
-            pubsub = self.connection.pubsub()
-            try:
-                pubsub.subscribe(self.channel)
-                while not self._stop.is_set():
-                    message = pubsub.get_message(timeout=0.2)
-                    if message is None:
-                        continue
-                    if message["type"] == "subscribe":
-                        subscriptions += 1
-                        if subscriptions > 1:
-                            self.gaps += 1
-                        self._subscribed.set()
-                    elif message["type"] == "message":
-                        self._take(message["data"])
-            except redis.RedisError as exc:
-                log.warning("demo journal lost Redis (%s: %s); subscribing again", type(exc).__name__, exc)
-                self._stop.wait(0.5)
-            finally:
-                try:
-                    pubsub.close()
-                except Exception:  # noqa: BLE001 - a broken connection may raise on close
-                    pass

@@ -89,7 +89,7 @@ class DemoRun:
         self.statuses: dict[str, dict | None] = {}
         self._without_event = 0
         self.ended_counts: dict[str, int] = {}  # the run's group counters at the last read
-        self.journal = RunJournal(self.connection, self.manager.keys.events_channel)
+        self.journal = RunJournal(self.manager.client.events)
         self.timeline_written = False
         self._llm_before: dict[str, float] = {}
 

@@ -167,8 +167,7 @@ class StateStore:
             records = pipe.execute(raise_on_error=False)
         changes = []
         for change_id, raw in zip(ids, records):
-            if isinstance(raw, Exception) and not str(raw).startswith("WRONGTYPE"):
-                raise raw
+            _raise_unless_wrong_type(raw)
             if raw and isinstance(raw, dict):
                 changes.append(self._change_from_record(change_id, {as_text(k): as_text(v) for k, v in raw.items()}))
         return changes
@@ -204,9 +203,8 @@ class StateStore:
                 change_id=change_id, status=ChangeStatus(r.get("status", "pending")), reason=r.get("reason", ""),
                 version=int(r["version"]) if r.get("version") else None, path=r.get("path"),
                 module_id=r.get("module"))
-        for reply in (text, fields):
-            if isinstance(reply, Exception) and not str(reply).startswith("WRONGTYPE"):
-                raise reply
+        _raise_unless_wrong_type(text)
+        _raise_unless_wrong_type(fields)
         return None
 
     # --- transitions ---------------------------------------------------------------
@@ -365,6 +363,13 @@ class StateStore:
 def _num(text: str) -> int | float:
     value = float(text)
     return int(value) if value.is_integer() else value
+
+
+def _raise_unless_wrong_type(reply: Any) -> None:
+    """A change's record is a hash while pending and a string once decided: a reply of
+    the other type's command is WRONGTYPE, expected; any other error is raised."""
+    if isinstance(reply, Exception) and not str(reply).startswith("WRONGTYPE"):
+        raise reply
 
 
 def outcome_from_text(change_id: str, text: bytes) -> ChangeOutcome:
